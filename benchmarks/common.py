@@ -1,0 +1,64 @@
+"""Shared by the benchmark scripts: machine description, peak RSS, and the results file format.
+
+Every script writes ``benchmarks/results/<name>.json``::
+
+    {"benchmark": str, "command": str, "machine": str, "date": str,
+     "rows": [{"dataset": str, "method": str, "setting": "centralized" | "federated" | "local",
+               "metrics": {"HR@10": float, ...}, ...}]}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import shlex
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = float("nan")
+    import torch
+
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem_gb:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and its finished children), in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0
+
+
+def write_results(name: str, rows: list[dict]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    doc = {
+        "benchmark": name,
+        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        "machine": machine(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
+    return out

@@ -1,0 +1,53 @@
+"""Configuration of a federated run (the server side; :class:`ClientConfig` configures the device side)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ffmrec.errors import ConfigError
+from ffmrec.federated.client import ClientConfig
+from ffmrec.federated.strategies import STRATEGIES
+
+ENGINES = ("fast", "flower-sim")
+
+
+@dataclass
+class FederatedConfig:
+    """Rounds, client sampling, the strategy and the engine that runs the client updates."""
+
+    engine: str = field(default="fast", metadata={"help": "'fast' (ffmrec's vectorised in-process simulator) or 'flower-sim' (Flower's simulation engine). Flower's deployment engine is started with 'ffmrec deploy'."})
+    rounds: int = field(default=100, metadata={"help": "Federated rounds."})
+    clients_per_round: int | None = field(default=256, metadata={"help": "Exact number of clients sampled per round (seeded); null to use 'fraction'."})
+    fraction: float | None = field(default=None, metadata={"help": "Share of clients per round, rounded half up (used only when clients_per_round is null)."})
+    strategy: str = field(default="fedadam", metadata={"help": "fedavg, fedprox, fedadam, median, trimmed_mean, krum or rowwise_fedavg."})
+    server_lr: float = field(default=0.001, metadata={"help": "Server learning rate (1.0 is plain FedAvg; FedAdam's step size)."})
+    proximal_mu: float = field(default=0.01, metadata={"help": "FedProx's mu (strategy=fedprox)."})
+    trim_ratio: float = field(default=0.1, metadata={"help": "Share trimmed at each end (strategy=trimmed_mean)."})
+    krum_malicious: int = field(default=1, metadata={"help": "Assumed malicious clients f (strategy=krum)."})
+    krum_multi: int = field(default=1, metadata={"help": "Clients averaged by multi-Krum (strategy=krum)."})
+    max_update_norm: float | None = field(default=None, metadata={"help": "Bound each client's whole update to this L2 norm before aggregating (null = off)."})
+    min_clients: int = field(default=1, metadata={"help": "A round updates the model only if at least this many clients succeed."})
+    eval_every: int = field(default=10, metadata={"help": "Validate every this many rounds (and after the last)."})
+    eval_users: int | None = field(default=None, metadata={"help": "Validate on this many seeded-sampled users (null = all); the final test always uses all."})
+    chunk_size: int = field(default=128, metadata={"help": "Fast simulator: clients computed together in one vectorised step."})
+    client_timeout: float = field(default=300.0, metadata={"help": "Flower engines: seconds to wait for a client's reply before counting it failed."})
+    num_supernodes: int = field(default=8, metadata={"help": "Flower simulation: SuperNodes; users are spread over them (user u on node u mod n)."})
+    client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"federated.engine={self.engine!r} is unknown: use one of {', '.join(ENGINES)}.")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"federated.strategy={self.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
+        if self.rounds < 1 or self.eval_every < 1 or self.chunk_size < 1 or self.min_clients < 1:
+            raise ConfigError("federated.rounds, eval_every, chunk_size and min_clients must all be >= 1.")
+        if (self.clients_per_round is None) == (self.fraction is None):
+            raise ConfigError(
+                "set exactly one of federated.clients_per_round and federated.fraction "
+                "(e.g. --set federated.clients_per_round=256 or --set federated.clients_per_round=null federated.fraction=0.1)."
+            )
+        if self.clients_per_round is not None and self.clients_per_round < self.min_clients:
+            raise ConfigError(
+                f"federated.clients_per_round={self.clients_per_round} is below federated.min_clients={self.min_clients}: "
+                "no round could ever succeed; lower min_clients."
+            )

@@ -1,0 +1,262 @@
+"""Flower ``ServerApp`` and ``ClientApp`` of ffmrec (Flower Message API, flwr 1.41).
+
+``server_app`` builds the run config from ``context.run_config``, wraps the ``Grid`` in a
+:class:`~ffmrec.federated.flower.executor.FlowerGridExecutor` and hands it to ffmrec's engine-independent driver
+(``ffmrec.federated.server:run_server(config, executor)``), which does the sampling, aggregation and checkpointing.
+
+``client_app`` answers three message types:
+
+* ``query``: replies with the node's ``partition-id`` / ``num-partitions`` (from ``context.node_config``);
+* ``train``: runs ``task.client_update`` for the user in the message, keeps the user's new personal state in
+  ``context.state[f"personal-{uid}"]`` (an ArrayRecord that never leaves the node) and replies with the delta and
+  the metrics;
+* ``evaluate``: runs ``task.client_evaluate`` with the user's personal state and replies with the metrics.
+
+A node only serves the users ``u`` with ``u % num-partitions == partition-id``; a message for any other user gets an
+error reply. Client exceptions become error replies too (the driver sees ``ClientOutcome.error``). The task is built
+once per process and config (``build_task_cached``).
+
+Run-config keys read here (all others are passed through to the task and the driver):
+
+``task-factory``   ``"module:function"`` building the task from the config (default ``ffmrec.federated.task:build_task``)
+``driver``         ``"module:function"`` running the server loop (default ``ffmrec.federated.server:run_server``)
+``client-timeout`` seconds to wait for one client's reply (default 300)
+``num-supernodes`` nodes to wait for at start (default: until every partition has a node)
+``discovery-timeout`` seconds to wait for them (default 120)
+``output-dir``     if set, the driver's result is written there (``result.json`` + one ``.npz`` per parameter dict)
+
+Both apps are also available as factories (:func:`make_server_app`, :func:`make_client_app`) that overlay a fixed
+config on ``context.run_config``; the in-process simulation uses them because ``flwr.simulation.run_simulation``
+passes an empty run config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+from flwr.serverapp import Grid, ServerApp
+
+from ffmrec.federated.flower import records as R
+from ffmrec.federated.flower.executor import FlowerGridExecutor
+
+log = logging.getLogger("ffmrec.flower")
+
+DEFAULT_TASK_FACTORY = "ffmrec.federated.task:build_task"
+DEFAULT_DRIVER = "ffmrec.federated.server:run_server"
+PERSONAL_KEY = "personal-{uid}"
+
+_TASKS: dict[str, object] = {}
+_TASKS_LOCK = threading.Lock()
+
+
+def load_object(ref: str):
+    """``"package.module:attr"`` -> the object."""
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ValueError(f"{ref!r} is not of the form 'package.module:attribute'")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def config_hash(config: Mapping[str, object]) -> str:
+    return hashlib.sha256(json.dumps(dict(config), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def build_task_cached(config: Mapping[str, object]):
+    """The task for ``config``, built once per process (keyed by a hash of the whole config)."""
+    key = config_hash(config)
+    with _TASKS_LOCK:
+        task = _TASKS.get(key)
+        if task is None:
+            factory = load_object(str(config.get("task-factory", DEFAULT_TASK_FACTORY)))
+            task = factory(dict(config))
+            _TASKS[key] = task
+        return task
+
+
+def run_config_of(context: Context, overrides: Mapping[str, object] | None = None) -> dict:
+    config = dict(context.run_config)
+    if overrides:
+        config.update(overrides)
+    return config
+
+
+# --- ClientApp -----------------------------------------------------------------------------------------------------
+def _error_reply(msg: Message, exc: BaseException | str) -> Message:
+    if isinstance(exc, BaseException):
+        reason = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))[-4000:]
+    else:
+        reason = exc
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+def _node_partition(context: Context) -> tuple[int, int] | None:
+    cfg = context.node_config
+    if R.PARTITION_ID not in cfg or R.NUM_PARTITIONS not in cfg:
+        return None
+    return int(cfg[R.PARTITION_ID]), int(cfg[R.NUM_PARTITIONS])
+
+
+def _user_of(msg: Message, context: Context) -> int:
+    uid = int(msg.content[R.META][R.USER_ID])
+    part = _node_partition(context)
+    if part is None:
+        raise PermissionError("this SuperNode has no 'partition-id'/'num-partitions' in its node config")
+    pid, num = part
+    if uid < 0 or uid % num != pid:
+        raise PermissionError(f"user {uid} is not held by this node (partition-id={pid}, num-partitions={num})")
+    return uid
+
+
+def _get_personal(context: Context, uid: int) -> dict[str, np.ndarray] | None:
+    key = PERSONAL_KEY.format(uid=uid)
+    if key not in context.state:
+        return None
+    return R.from_array_record(context.state[key])
+
+
+def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
+    """A ClientApp whose config is ``context.run_config`` overlaid with ``overrides``."""
+    overrides = dict(overrides or {})
+    app = ClientApp()
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        part = _node_partition(context)
+        info = {} if part is None else {R.PARTITION_ID: part[0], R.NUM_PARTITIONS: part[1]}
+        info["pid"] = os.getpid()
+        return Message(RecordDict({R.NODE: ConfigRecord(info)}), reply_to=msg)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        try:
+            uid = _user_of(msg, context)
+            config = run_config_of(context, overrides)
+            task = build_task_cached(config)
+            shared = R.from_array_record(msg.content[R.SHARED])
+            round_config = dict(msg.content[R.ROUND_CONFIG]) if R.ROUND_CONFIG in msg.content else {}
+            round_config.setdefault(R.SERVER_ROUND, int(msg.content[R.META].get(R.SERVER_ROUND, 0)))
+            update = task.client_update(uid, shared, _get_personal(context, uid), round_config)
+            if update.personal:
+                context.state[PERSONAL_KEY.format(uid=uid)] = R.to_array_record(update.personal)
+            content = RecordDict({
+                R.DELTA: R.to_array_record(update.delta),
+                R.METRICS: R.to_metric_record(update.num_examples, update.metrics),
+                R.META: ConfigRecord({R.USER_ID: uid}),
+            })
+            return Message(content, reply_to=msg)
+        except Exception as exc:  # noqa: BLE001 - reported to the server as this client's error
+            return _error_reply(msg, exc)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        try:
+            uid = _user_of(msg, context)
+            config = run_config_of(context, overrides)
+            task = build_task_cached(config)
+            shared = R.from_array_record(msg.content[R.SHARED])
+            stage = str(msg.content[R.META].get(R.STAGE, "valid"))
+            metrics = task.client_evaluate(uid, shared, _get_personal(context, uid), stage)
+            num = int(metrics.get(R.NUM_EXAMPLES, 1))
+            content = RecordDict({
+                R.METRICS: R.to_metric_record(num, metrics),
+                R.META: ConfigRecord({R.USER_ID: uid}),
+            })
+            return Message(content, reply_to=msg)
+        except Exception as exc:  # noqa: BLE001
+            return _error_reply(msg, exc)
+
+    return app
+
+
+# --- ServerApp -----------------------------------------------------------------------------------------------------
+def _jsonable(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def _is_param_dict(value) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(
+        isinstance(v, np.ndarray) or hasattr(v, "detach") for v in value.values())
+
+
+def write_result(result, out_dir: str | os.PathLike) -> Path:
+    """Write the driver's result: every ``{name: array}`` entry as ``<key>.npz``, the rest as ``result.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    if not isinstance(result, Mapping):
+        result = {"result": result}
+    rest = {}
+    for key, value in result.items():
+        if _is_param_dict(value):
+            arrays = {k: (v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in value.items()}
+            np.savez(out / f"{key}.npz", **arrays)
+        else:
+            rest[key] = value
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(rest, indent=1, default=_jsonable))
+    tmp.replace(out / "result.json")
+    return out
+
+
+def make_executor(grid: Grid, config: Mapping[str, object]) -> FlowerGridExecutor:
+    expected = config.get("num-supernodes")
+    return FlowerGridExecutor(
+        grid,
+        timeout=float(config.get("client-timeout", 300.0)),
+        expected_nodes=int(expected) if expected not in (None, "", 0) else None,
+        discovery_timeout=float(config.get("discovery-timeout", 120.0)),
+    )
+
+
+def make_server_app(overrides: Mapping[str, object] | None = None,
+                    on_result: Callable[[object], None] | None = None) -> ServerApp:
+    """A ServerApp whose config is ``context.run_config`` overlaid with ``overrides``; ``on_result`` receives the
+    driver's return value (in-process simulation only)."""
+    overrides = dict(overrides or {})
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        config = run_config_of(context, overrides)
+        executor = make_executor(grid, config)
+        partitions = executor.discover()
+        log.info("ffmrec: %d SuperNode(s) hold partitions %s", len(partitions), sorted(partitions))
+        driver = load_object(str(config.get("driver", DEFAULT_DRIVER)))
+        result = driver(config, executor)
+        if config.get("output-dir"):
+            write_result(result, str(config["output-dir"]))
+        if on_result is not None:
+            on_result(result)
+
+    return app
+
+
+# Module-level apps for `flwr run` / SuperLink+SuperNodes ([tool.flwr.app.components] points here). Plain
+# assignments: `flwr run` checks these names statically.
+server_app = make_server_app()
+client_app = make_client_app()

@@ -1,0 +1,294 @@
+"""``FlowerGridExecutor``: ffmrec's engine-independent driver talks to Flower ClientApps through a Flower ``Grid``.
+
+The driver (``ffmrec.federated.server.run_server``) decides which users train each round and aggregates; this object
+only delivers the work. Users are clients; a SuperNode holds the users ``u`` with
+``u % num-partitions == partition-id`` (its ``node_config``). At start the executor sends a ``query`` message to every
+connected node to learn its partition, and keeps the map ``partition -> node id``.
+
+Each sampled user gets one Message (``train`` or ``evaluate``) sent to the node that holds it. A node has at most
+``max_in_flight_per_node`` (default 1) messages outstanding: Flower's engines keep one ``Context`` per node and a
+ClientApp writes the user's personal state into it, and two messages processed at once on the same node would race on
+that context (the simulation engine retrieves the context, runs the ClientApp and stores the context back, so the
+later store wins and the other user's personal update is lost). Nodes still work in parallel with each other, and the
+next message to a node is pushed as soon as its previous reply arrives.
+
+A reply that is a Flower error, a reply that cannot be decoded, and a reply that does not arrive within ``timeout``
+seconds all become ``ClientOutcome(error=...)``; a node that timed out is not sent more work in that call (its
+remaining users fail at once instead of each waiting ``timeout`` again). Outcomes come back ordered by client id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from flwr.app import ConfigRecord, Message, RecordDict
+
+from ffmrec.federated.flower import records as R
+
+if TYPE_CHECKING:
+    from flwr.serverapp import Grid
+
+log = logging.getLogger("ffmrec.flower")
+
+try:  # the lead's definition, when it exists
+    from ffmrec.federated.server import ClientOutcome  # type: ignore[attr-defined]
+except ImportError:
+
+    @dataclass
+    class ClientOutcome:  # type: ignore[no-redef]
+        """What one client returned to the server (same fields as ``ffmrec.federated.server.ClientOutcome``)."""
+
+        client_id: int
+        delta: dict[str, np.ndarray] | None
+        num_examples: int
+        metrics: dict[str, float]
+        error: str | None = None  # set when the client raised or timed out (the round continues)
+
+
+class NodeDiscoveryError(RuntimeError):
+    """Not every partition has a SuperNode within the discovery timeout."""
+
+
+@dataclass
+class _Job:
+    client_id: int
+    node_id: int
+    sent_at: float = 0.0
+
+
+class FlowerGridExecutor:
+    """Implements ffmrec's ``ClientExecutor`` protocol (``train`` / ``evaluate``) on a Flower ``Grid``.
+
+    :param grid: the ``Grid`` a ServerApp's ``main`` receives (simulation or deployment engine).
+    :param timeout: seconds to wait for one client's reply, counted from when its message is pushed.
+    :param expected_nodes: wait at start until at least this many nodes answered the query (default: until every
+        partition ``0..num-partitions-1`` has a node).
+    :param discovery_timeout: seconds to wait for the nodes at start.
+    :param poll_interval: seconds between pulls of replies.
+    :param max_in_flight_per_node: messages outstanding per node (keep 1, see the module docstring).
+    """
+
+    def __init__(self, grid: Grid, *, timeout: float = 300.0, expected_nodes: int | None = None,
+                 discovery_timeout: float = 120.0, poll_interval: float = 0.05, max_in_flight_per_node: int = 1):
+        if timeout <= 0 or discovery_timeout <= 0 or poll_interval <= 0 or max_in_flight_per_node < 1:
+            raise ValueError("timeout, discovery_timeout and poll_interval must be > 0, max_in_flight_per_node >= 1")
+        self.grid = grid
+        self.timeout = float(timeout)
+        self.expected_nodes = expected_nodes
+        self.discovery_timeout = float(discovery_timeout)
+        self.poll_interval = float(poll_interval)
+        self.max_in_flight_per_node = int(max_in_flight_per_node)
+        self.partition_to_node: dict[int, int] = {}
+        self.node_to_partition: dict[int, int] = {}
+        self.num_partitions: int | None = None
+        self._seen_nodes: frozenset[int] = frozenset()
+        self._queried: set[int] = set()
+
+    # --- node discovery ----------------------------------------------------------------------------------------------
+    def _complete(self) -> bool:
+        if self.num_partitions is None:
+            return False
+        if set(self.partition_to_node) != set(range(self.num_partitions)):
+            return False
+        return self.expected_nodes is None or len(self.node_to_partition) >= self.expected_nodes
+
+    def discover(self, timeout: float | None = None) -> dict[int, int]:
+        """Query the connected nodes until every partition has one; returns ``{partition-id: node id}``.
+
+        Raises :class:`NodeDiscoveryError` after ``timeout`` (default ``discovery_timeout``) seconds otherwise.
+        """
+        deadline = time.monotonic() + (self.discovery_timeout if timeout is None else timeout)
+        while True:
+            nodes = frozenset(int(n) for n in self.grid.get_node_ids())
+            self._seen_nodes = nodes
+            for gone in set(self.node_to_partition) - nodes:  # a node left: forget it
+                part = self.node_to_partition.pop(gone)
+                if self.partition_to_node.get(part) == gone:
+                    del self.partition_to_node[part]
+                self._queried.discard(gone)
+            new = sorted(nodes - self._queried)
+            if new:
+                self._query(new, max(0.5, min(self.timeout, deadline - time.monotonic())))
+            if self._complete():
+                return dict(self.partition_to_node)
+            if time.monotonic() >= deadline:
+                raise NodeDiscoveryError(
+                    f"SuperNodes found for partitions {sorted(self.partition_to_node)} of "
+                    f"num-partitions={self.num_partitions} ({len(nodes)} node(s) connected, "
+                    f"expected_nodes={self.expected_nodes}); check each SuperNode's "
+                    "--node-config 'partition-id=i num-partitions=N'.")
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    def _query(self, node_ids: list[int], timeout: float) -> None:
+        msgs = {}
+        for node_id in node_ids:
+            content = RecordDict({R.META: ConfigRecord({R.STAGE: "query"})})
+            msg = Message(content, node_id, R.QUERY, ttl=max(timeout, 30.0), group_id="query")
+            msgs[node_id] = msg
+        replies, _ = self._push_and_pull(list(msgs.values()), timeout)
+        by_id = {m.metadata.message_id: n for n, m in msgs.items()}
+        for reply in replies:
+            node_id = by_id.get(reply.metadata.reply_to_message_id)
+            if node_id is None:
+                continue
+            self._queried.add(node_id)
+            if reply.has_error():
+                log.warning("node %s refused the query: %s", node_id, reply.error.reason)
+                continue
+            info = reply.content[R.NODE]
+            part, num = info.get(R.PARTITION_ID), info.get(R.NUM_PARTITIONS)
+            if part is None or num is None:
+                log.warning("node %s has no partition-id/num-partitions in its node config; ignored", node_id)
+                continue
+            part, num = int(part), int(num)
+            if self.num_partitions is None:
+                self.num_partitions = num
+            elif num != self.num_partitions:
+                log.warning("node %s says num-partitions=%s, others %s; ignored", node_id, num, self.num_partitions)
+                continue
+            if part in self.partition_to_node and self.partition_to_node[part] != node_id:
+                log.warning("partition %s is held by nodes %s and %s; using the first", part,
+                            self.partition_to_node[part], node_id)
+                continue
+            self.partition_to_node[part] = node_id
+            self.node_to_partition[node_id] = part
+
+    def _ensure_nodes(self) -> None:
+        if not self._complete():
+            self.discover()
+            return
+        nodes = frozenset(int(n) for n in self.grid.get_node_ids())
+        if nodes != self._seen_nodes:  # nodes joined or left: refresh the map, briefly
+            try:
+                self.discover(timeout=min(self.timeout, 10.0))
+            except NodeDiscoveryError as err:
+                log.warning("%s", err)
+
+    def node_for(self, client_id: int) -> int | None:
+        """The node id holding ``client_id``, or None if its partition has no node now."""
+        if self.num_partitions is None:
+            raise RuntimeError("call discover() first")
+        return self.partition_to_node.get(int(client_id) % self.num_partitions)
+
+    # --- the ClientExecutor protocol ------------------------------------------------------------------------------
+    def train(self, server_round: int, client_ids: list[int], shared: dict[str, np.ndarray],
+              round_config: dict) -> list[ClientOutcome]:
+        meta = {R.SERVER_ROUND: int(server_round), R.STAGE: "train"}
+        return self._run(R.TRAIN, f"train-{server_round}", client_ids, shared, meta, round_config)
+
+    def evaluate(self, client_ids: list[int], shared: dict[str, np.ndarray], stage: str) -> list[ClientOutcome]:
+        meta = {R.STAGE: str(stage)}
+        return self._run(R.EVALUATE, f"evaluate-{stage}", client_ids, shared, meta, None)
+
+    # --- delivery --------------------------------------------------------------------------------------------------
+    def _run(self, message_type: str, group_id: str, client_ids: list[int], shared: dict[str, np.ndarray],
+             meta: dict, round_config: dict | None) -> list[ClientOutcome]:
+        ids = sorted({int(c) for c in client_ids})
+        if not ids:
+            return []
+        self._ensure_nodes()
+        shared_record = R.to_array_record(shared)
+        round_record = R.to_config_record(round_config) if round_config is not None else None
+        outcomes: dict[int, ClientOutcome] = {}
+        queues: dict[int, deque[int]] = {}
+        for cid in ids:
+            node = self.node_for(cid)
+            if node is None:
+                outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=(
+                    f"no SuperNode holds partition {cid % self.num_partitions} (user {cid})"))
+            else:
+                queues.setdefault(node, deque()).append(cid)
+
+        def make(cid: int, node: int) -> Message:
+            content = RecordDict({R.SHARED: shared_record, R.META: ConfigRecord({**meta, R.USER_ID: cid})})
+            if round_record is not None:
+                content[R.ROUND_CONFIG] = round_record
+            ttl = max(self.timeout * 1.5, self.timeout + 30.0)
+            return Message(content, node, message_type, ttl=ttl, group_id=group_id)
+
+        in_flight: dict[str, _Job] = {}
+        dead_nodes: set[int] = set()
+
+        def refill() -> None:
+            batch, jobs = [], []
+            for node, queue in queues.items():
+                busy = sum(1 for j in in_flight.values() if j.node_id == node)
+                while queue and busy < self.max_in_flight_per_node and node not in dead_nodes:
+                    cid = queue.popleft()
+                    batch.append(make(cid, node))
+                    jobs.append(_Job(cid, node))
+                    busy += 1
+            if not batch:
+                return
+            pushed = list(self.grid.push_messages(batch))
+            now = time.monotonic()
+            for msg, job in zip(batch, jobs):
+                msg_id = msg.metadata.message_id
+                if not msg_id or msg_id not in pushed:
+                    outcomes[job.client_id] = ClientOutcome(job.client_id, None, 0, {}, error=(
+                        f"could not push the {message_type} message to node {job.node_id}"))
+                    continue
+                job.sent_at = now
+                in_flight[msg_id] = job
+
+        refill()
+        while in_flight:
+            replies = list(self.grid.pull_messages(list(in_flight)))
+            for reply in replies:
+                job = in_flight.pop(reply.metadata.reply_to_message_id, None)
+                if job is not None:
+                    outcomes[job.client_id] = self._decode(job, reply, message_type)
+            now = time.monotonic()
+            for msg_id, job in list(in_flight.items()):
+                if now - job.sent_at > self.timeout:
+                    del in_flight[msg_id]
+                    dead_nodes.add(job.node_id)
+                    outcomes[job.client_id] = ClientOutcome(job.client_id, None, 0, {}, error=(
+                        f"timeout: no {message_type} reply from node {job.node_id} within {self.timeout:g} s"))
+            for node in dead_nodes:
+                while queues.get(node):
+                    cid = queues[node].popleft()
+                    outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=(
+                        f"not sent: node {node} timed out earlier in this {message_type} call"))
+            refill()
+            if in_flight and not replies:
+                time.sleep(self.poll_interval)
+        return [outcomes[c] for c in ids]
+
+    @staticmethod
+    def _decode(job: _Job, reply: Message, message_type: str) -> ClientOutcome:
+        cid = job.client_id
+        if reply.has_error():
+            err = reply.error
+            return ClientOutcome(cid, None, 0, {}, error=f"node {job.node_id} [flwr error {err.code}]: {err.reason}")
+        try:
+            content = reply.content
+            got = int(content[R.META][R.USER_ID])
+            if got != cid:
+                raise ValueError(f"reply is for user {got}")
+            num_examples, metrics = R.from_metric_record(content[R.METRICS])
+            delta = R.from_array_record(content[R.DELTA]) if message_type == R.TRAIN else None
+            if message_type == R.EVALUATE and num_examples == 0:
+                num_examples = 1
+            return ClientOutcome(cid, delta, num_examples, metrics)
+        except Exception as exc:  # noqa: BLE001 - a malformed reply fails this client only
+            return ClientOutcome(cid, None, 0, {}, error=f"bad reply from node {job.node_id}: {exc!r}")
+
+    def _push_and_pull(self, messages: list[Message], timeout: float) -> tuple[list[Message], set[str]]:
+        """Push ``messages`` and pull their replies for up to ``timeout`` s; returns (replies, ids still missing)."""
+        pushed = {m for m in self.grid.push_messages(messages) if m}
+        waiting = set(pushed)
+        replies: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            got = list(self.grid.pull_messages(list(waiting)))
+            replies.extend(got)
+            waiting -= {r.metadata.reply_to_message_id for r in got}
+            if waiting and not got:
+                time.sleep(self.poll_interval)
+        return replies, waiting

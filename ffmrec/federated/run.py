@@ -1,0 +1,43 @@
+"""Wire a federated run together: task, strategy, engine, driver loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ffmrec.federated.server import FederatedResult, run_server
+from ffmrec.federated.strategies import build_strategy
+from ffmrec.federated.task import SequentialTask
+from ffmrec.models.sasrec import SASRec
+
+
+def build_task(config, dataset, split) -> SequentialTask:
+    return SequentialTask(
+        split,
+        lambda num_users: SASRec(config.model, dataset.num_items, num_users),
+        seed=config.seed,
+        mask_history=config.eval.mask_history,
+    )
+
+
+def build_engine(config, task: SequentialTask):
+    fcfg = config.federated
+    if fcfg.engine == "fast":
+        from ffmrec.federated.engines.fast import FastSimulator
+
+        return FastSimulator(task, chunk_size=fcfg.chunk_size)
+    from ffmrec.federated.flower.engine import FlowerSimulationEngine
+
+    return FlowerSimulationEngine(config, task)
+
+
+def run_federated(config, dataset, split, out_dir: Path, progress: bool = True) -> FederatedResult:
+    task = build_task(config, dataset, split)
+    strategy = build_strategy(config.federated, embedding_params=("item_emb.weight",))
+    engine = build_engine(config, task)
+    try:
+        return run_server(task.num_clients, task.initial_shared(), engine, strategy, config.federated,
+                          config.eval.ks, out_dir, config.seed, progress)
+    finally:
+        close = getattr(engine, "close", None)
+        if close:
+            close()

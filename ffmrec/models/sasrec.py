@@ -1,0 +1,169 @@
+"""SASRec: Self-Attentive Sequential Recommendation (Kang & McAuley, ICDM 2018, arXiv:1808.09781).
+
+A causal Transformer over the item history; the hidden state at position t scores every item as the next one by a dot
+product with the (shared) item embedding table. Trained by default with full-catalogue cross-entropy over all positions
+("SASRec+", Klenitskiy & Vasilev, RecSys 2023), or optionally with the original one-negative BCE or a sampled softmax.
+
+Two choices make the model exact under any amount of extra left padding, which lets trainers and the fast federated
+simulator trim every batch to its longest history:
+
+- positions are right-aligned: the most recent item always gets position ``max_len - 1``;
+- attention masks padded keys (each position may also attend to itself, so no softmax row is empty).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffmrec.errors import ConfigError
+from ffmrec.models.base import Recommender
+
+
+@dataclass
+class SASRecConfig:
+    """Architecture and loss of :class:`SASRec`."""
+
+    max_len: int = field(default=50, metadata={"help": "Longest history the model reads (50 for Amazon, 200 for MovieLens)."})
+    hidden_size: int = field(default=64, metadata={"help": "Embedding and hidden width d."})
+    num_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads; must divide hidden_size."})
+    inner_size: int = field(default=256, metadata={"help": "Width of the feed-forward layer in each block."})
+    dropout: float = field(default=0.5, metadata={"help": "Dropout on embeddings, attention and feed-forward outputs."})
+    loss: str = field(default="ce", metadata={"help": "'ce' (full-catalogue cross-entropy), 'bce' (one sampled negative per position, as in the paper) or 'sampled_ce' (softmax over the target and num_negatives sampled items)."})
+    num_negatives: int = field(default=256, metadata={"help": "Negatives per position for loss='sampled_ce'."})
+    user_embedding: bool = field(default=False, metadata={"help": "Add a personal user vector to the sequence representation (a personal parameter: it never leaves the user's device)."})
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.num_heads={self.num_heads} does not divide model.hidden_size={self.hidden_size}: "
+                "choose num_heads among the divisors of hidden_size."
+            )
+        if self.loss not in ("ce", "bce", "sampled_ce"):
+            raise ConfigError(f"model.loss={self.loss!r} is unknown: use 'ce', 'bce' or 'sampled_ce'.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout} is outside [0, 1): choose e.g. 0.2 or 0.5.")
+        for name in ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "num_negatives"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer.")
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: masked self-attention then a position-wise feed-forward, both residual."""
+
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.ln_attn = nn.LayerNorm(cfg.hidden_size)
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.ln_ff = nn.LayerNorm(cfg.hidden_size)
+        self.ff_in = nn.Linear(cfg.hidden_size, cfg.inner_size)
+        self.ff_out = nn.Linear(cfg.inner_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, d); mask: (B, 1, T, T) True where a query may attend to a key
+        B, T, d = x.shape
+        hs = d // self.num_heads
+        q, k, v = self.qkv(self.ln_attn(x)).split(d, dim=-1)
+        q = q.view(B, T, self.num_heads, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.num_heads, hs).transpose(1, 2)
+        v = v.view(B, T, self.num_heads, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = (self.dropout(att) @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + self.dropout(self.proj(y))
+        x = x + self.dropout(self.ff_out(F.gelu(self.ff_in(self.ln_ff(x)))))
+        return x
+
+
+class SASRec(Recommender):
+    """SASRec over ``num_items`` items (ids 1..num_items; 0 is padding)."""
+
+    def __init__(self, cfg: SASRecConfig, num_items: int, num_users: int = 0):
+        super().__init__()
+        if cfg.user_embedding and num_users < 1:
+            raise ConfigError("model.user_embedding=true needs the number of users (num_users >= 1).")
+        self.cfg = cfg
+        self.num_items = num_items
+        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden_size, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden_size)
+        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.ln_out = nn.LayerNorm(cfg.hidden_size)
+        if cfg.user_embedding:
+            self.user_emb = nn.Embedding(num_users, cfg.hidden_size)
+            self.personal_parameters = ("user_emb.weight",)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def encode(self, input_ids: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, T, d)`` of left-padded histories ``(B, T)``, ``T <= max_len``."""
+        B, T = input_ids.shape
+        d = self.cfg.hidden_size
+        positions = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=input_ids.device)  # right-aligned
+        valid = input_ids != 0  # (B, T)
+        x = self.item_emb(input_ids) * math.sqrt(d) + self.pos_emb(positions)  # (B, T, d)
+        x = self.emb_dropout(x) * valid.unsqueeze(-1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+        eye = torch.eye(T, dtype=torch.bool, device=input_ids.device)
+        mask = (causal & valid.unsqueeze(1)) | eye  # (B, T, T): causal, padded keys hidden, self always visible
+        mask = mask.unsqueeze(1)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.ln_out(x)
+        if self.cfg.user_embedding:
+            x = x + self.user_emb(users).unsqueeze(1)  # (B, 1, d) broadcast over positions
+        return x
+
+    def calculate_loss(self, batch: dict[str, torch.Tensor], *, compact: bool = True) -> torch.Tensor:
+        h = self.encode(batch["input_ids"], batch.get("users"))  # (B, T, d)
+        targets = batch["targets"]  # (B, T), 0 = no target
+        if self.cfg.loss == "ce":
+            weight = self.item_emb.weight[1:]  # (N, d): padding is never a candidate
+            if compact:
+                keep = targets > 0
+                logits = h[keep] @ weight.T  # (P, N)
+                return F.cross_entropy(logits, targets[keep] - 1)
+            logits = h @ weight.T  # (B, T, N)
+            per_pos = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none")
+            mask = (targets > 0).flatten().to(per_pos.dtype)
+            return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
+        return self._sampled_loss(h, targets)
+
+    def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """BCE with one uniform negative per position (the paper), or softmax over target + shared negatives."""
+        mask = (targets > 0).to(h.dtype)  # (B, T)
+        pos_logit = (h * self.item_emb(targets)).sum(-1)  # (B, T)
+        if self.cfg.loss == "bce":
+            neg = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
+            neg_logit = (h * self.item_emb(neg)).sum(-1)
+            per_pos = F.softplus(-pos_logit) + F.softplus(neg_logit)
+        else:
+            neg = torch.randint(1, self.num_items + 1, (self.cfg.num_negatives,), device=targets.device)
+            neg_logit = h @ self.item_emb(neg).T  # (B, T, K)
+            neg_logit = neg_logit.masked_fill(neg.view(1, 1, -1) == targets.unsqueeze(-1), float("-inf"))
+            logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit], dim=-1)  # (B, T, 1 + K)
+            per_pos = -logits.log_softmax(-1)[..., 0]
+        return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = self.encode(batch["input_ids"], batch.get("users"))[:, -1, :]  # (B, d): state after the latest item
+        scores = h @ self.item_emb.weight.T  # (B, N + 1)
+        scores[:, 0] = float("-inf")
+        return scores

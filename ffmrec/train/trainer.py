@@ -1,0 +1,124 @@
+"""Centralized training with early stopping, checkpoints and exact resume.
+
+Every epoch draws its shuffle and dropout randomness from ``(seed, epoch)`` alone, and the checkpoint written after
+each epoch holds the model, the optimizer, and the early-stopping state; so a run killed at any point and started
+again with the same output folder ends exactly where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ffmrec.errors import ConfigError
+from ffmrec.eval.protocol import LeaveOneOut
+from ffmrec.eval.ranking import EvalConfig, evaluate_split
+from ffmrec.models.base import Recommender
+from ffmrec.train.batching import iterate_batches
+from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Centralized optimisation."""
+
+    epochs: int = field(default=200, metadata={"help": "Maximum number of epochs."})
+    batch_size: int = field(default=256, metadata={"help": "Users per batch (each contributes all its positions)."})
+    lr: float = field(default=0.001, metadata={"help": "Adam learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay."})
+    patience: int = field(default=10, metadata={"help": "Stop after this many evaluations without a better validation NDCG@10 (0 = never stop early)."})
+    eval_every: int = field(default=1, metadata={"help": "Evaluate on validation every this many epochs."})
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1.")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be > 0, e.g. 0.001.")
+        if self.patience < 0:
+            raise ConfigError(f"train.patience={self.patience} must be >= 0 (0 disables early stopping).")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    test: dict[str, float]
+    epochs_run: int
+    seconds_per_epoch: float
+
+
+def train(
+    model: Recommender,
+    split: LeaveOneOut,
+    cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    out_dir: Path,
+    seed: int,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on the split's training sequences; early stopping on validation NDCG@10; test the best model."""
+    max_len = model.cfg.max_len
+    histories = split.train_sequences()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history = History(out_dir / "history.jsonl")
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "best_valid": {}, "train_seconds": 0.0}
+    ckpt = load_checkpoint(out_dir / "checkpoint.pt")
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        history.truncate(state["epoch"])
+    watch = f"NDCG@{eval_cfg.ks[0]}" if 10 not in eval_cfg.ks else "NDCG@10"
+    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc="epochs", disable=not progress, dynamic_ncols=True)
+    stopped = False
+    while state["epoch"] < cfg.epochs and not stopped:
+        epoch = state["epoch"] + 1
+        torch.manual_seed(seed * 100_003 + epoch)
+        rng = np.random.default_rng((seed, epoch))
+        model.train()
+        t0 = time.perf_counter()
+        total, batches = 0.0, 0
+        for batch in iterate_batches(histories, max_len, cfg.batch_size, rng):
+            loss = model.calculate_loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            batches += 1
+        seconds = time.perf_counter() - t0
+        state["train_seconds"] += seconds
+        line = {"epoch": epoch, "loss": total / max(batches, 1), "seconds": round(seconds, 3)}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            valid = evaluate_split(model, split, "valid", eval_cfg, max_len)
+            line.update({f"valid/{k}": v for k, v in valid.items()})
+            if valid[watch] > state["best"]:
+                state.update(best=valid[watch], best_epoch=epoch, bad=0, best_valid=valid)
+                save_checkpoint(out_dir / "best_model.pt", {"model": model.state_dict(), "epoch": epoch})
+            else:
+                state["bad"] += 1
+                stopped = cfg.patience > 0 and state["bad"] >= cfg.patience
+        state["epoch"] = epoch
+        history.append(line)
+        save_checkpoint(out_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state})
+        bar.update(1)
+        bar.set_postfix(loss=f"{line['loss']:.3f}", best=f"{state['best']:.4f}")
+        if state["bad"] and cfg.patience and state["bad"] >= cfg.patience:
+            stopped = True
+    bar.close()
+    best = load_checkpoint(out_dir / "best_model.pt")
+    if best is not None:
+        model.load_state_dict(best["model"])
+    test = evaluate_split(model, split, "test", eval_cfg, max_len)
+    return TrainResult(
+        best_epoch=state["best_epoch"],
+        best_valid=state["best_valid"],
+        test=test,
+        epochs_run=state["epoch"],
+        seconds_per_epoch=state["train_seconds"] / max(state["epoch"], 1),
+    )
