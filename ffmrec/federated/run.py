@@ -19,25 +19,16 @@ def build_task(config, dataset, split) -> SequentialTask:
     )
 
 
-def build_engine(config, task: SequentialTask):
-    fcfg = config.federated
-    if fcfg.engine == "fast":
-        from ffmrec.federated.engines.fast import FastSimulator
-
-        return FastSimulator(task, chunk_size=fcfg.chunk_size)
-    from ffmrec.federated.flower.engine import FlowerSimulationEngine
-
-    return FlowerSimulationEngine(config, task)
-
-
 def run_federated(config, dataset, split, out_dir: Path, progress: bool = True) -> FederatedResult:
+    """Run the driver loop on the configured engine; Flower's engines run the same loop inside their ServerApp."""
+    if config.federated.engine == "flower-sim":
+        from ffmrec.federated.flower.engine import run_flower_simulation
+
+        return run_flower_simulation(config, out_dir)
+    from ffmrec.federated.engines.fast import FastSimulator
+
     task = build_task(config, dataset, split)
     strategy = build_strategy(config.federated, embedding_params=("item_emb.weight",))
-    engine = build_engine(config, task)
-    try:
-        return run_server(task.num_clients, task.initial_shared(), engine, strategy, config.federated,
-                          config.eval.ks, out_dir, config.seed, progress)
-    finally:
-        close = getattr(engine, "close", None)
-        if close:
-            close()
+    engine = FastSimulator(task, chunk_size=config.federated.chunk_size)
+    return run_server(task.num_clients, task.initial_shared(), engine, strategy, config.federated,
+                      config.eval.ks, out_dir, config.seed, progress)

@@ -48,10 +48,13 @@ or set ``PYTHONPATH``. Runtime dependency installation must be off (``FLWR_DISAB
            --auth-supernode-private-key node0 \\
            --node-config "partition-id=0 num-partitions=2" --port 9100
 
-   A SuperNode whose key was not registered is refused: its ``ActivateNode`` request fails and it exits with code
-   305 (``SUPERNODE_CONNECTION_ERROR``, "Failed to initialize the connection to the SuperLink ...
-   FLEET_NODE_ACTIVATION_FAILED ... No SuperNode found with the given public key") and it never appears in
-   ``flwr supernode ls ffmrec``.
+   A SuperNode whose key was not registered is refused: its ``ActivateNode`` request is rejected, it logs
+   ``Exit Code: 305`` (``SUPERNODE_CONNECTION_ERROR``: "Failed to initialize the connection to the SuperLink.
+   [code: 2004] Failed to activate SuperNode.") and exits with status 1 within seconds, and it never appears in
+   ``flwr supernode ls ffmrec``. A SuperNode started without ``--auth-supernode-private-key`` makes a key pair and
+   tries to register itself, which the SuperLink forbids ("[code: 2001] SuperNode authentication is enabled. All
+   SuperNodes must be registered via the CLI."; same exit). The node id printed by ``flwr supernode register`` is
+   the one the SuperNode logs (``SuperNode ID: ...``) when it connects.
 
 6. The app. A Flower app is a directory with a ``pyproject.toml``; :func:`write_app_project` generates one whose
    ``[tool.flwr.app.components]`` point to ``ffmrec.federated.flower.apps:server_app`` / ``:client_app`` and whose
@@ -83,6 +86,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -96,6 +100,7 @@ FLWR_ENV = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "FLWR_DISABLE_UPDATE_CHECK": "1",
     "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",  # how often SuperExec looks for a ClientApp/ServerApp to start (1 s)
 }
 EXIT_SUPERNODE_CONNECTION_ERROR = 305  # flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR
 
@@ -249,31 +254,49 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 # --- processes ---------------------------------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
+def _proc_stats() -> dict[int, tuple[int, int, str, int]]:
+    """``{pid: (ppid, process group, state, start time)}`` of every process (Linux ``/proc``; empty elsewhere)."""
+    stats: dict[int, tuple[int, int, str, int]] = {}
+    if not os.path.isdir("/proc"):
+        return stats
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 stat = f.read().decode(errors="replace")
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            fields = stat[stat.rindex(")") + 2:].split()
+            stats[int(entry)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
         except (OSError, ValueError, IndexError):
             continue
-        children.setdefault(ppid, []).append(int(entry))
-    return children
+    return stats
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (Linux ``/proc``; empty elsewhere)."""
-    if not os.path.isdir("/proc"):
-        return []
-    children, out, todo = _children_map(), [], [pid]
+def descendants(pid: int, stats: dict[int, tuple[int, int, str, int]] | None = None) -> list[int]:
+    """All live descendants of ``pid``."""
+    stats = _proc_stats() if stats is None else stats
+    children: dict[int, list[int]] = {}
+    for child, (ppid, *_) in stats.items():
+        children.setdefault(ppid, []).append(child)
+    out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             out.append(child)
             todo.append(child)
     return out
+
+
+def _ours(leader: int, known: dict[int, int]) -> set[int]:
+    """Live processes we started: ``leader``'s process group and descendants, plus ``known`` ones (``{pid: start
+    time}`` of descendants seen earlier, which may have been re-parented or moved to a session of their own; the
+    start time guards against a reused pid) and their descendants."""
+    stats = _proc_stats()
+    pids = {p for p, (_, pgrp, *_) in stats.items() if pgrp == leader}
+    pids |= set(descendants(leader, stats))
+    pids |= {p for p, start in known.items() if p in stats and stats[p][3] == start}
+    for p in list(pids):
+        pids |= set(descendants(p, stats))
+    return {p for p in pids if p in stats and stats[p][2] != "Z"}
 
 
 @dataclass
@@ -284,7 +307,7 @@ class ManagedProcess:
     args: list[str]
     popen: subprocess.Popen
     log_path: Path
-    _known: set[int] = field(default_factory=set)
+    _known: dict[int, int] = field(default_factory=dict)  # descendants seen: {pid: start time}
 
     @property
     def pid(self) -> int:
@@ -296,7 +319,8 @@ class ManagedProcess:
 
     def remember_children(self) -> None:
         if self.popen.poll() is None:
-            self._known.update(descendants(self.popen.pid))
+            stats = _proc_stats()
+            self._known.update({p: stats[p][3] for p in descendants(self.popen.pid, stats)})
 
     def log(self) -> str:
         try:
@@ -305,45 +329,30 @@ class ManagedProcess:
             return ""
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the process group and every known descendant, SIGKILL what is left after ``grace`` s."""
+        """SIGTERM the process, its process group and every descendant; SIGKILL what is left after ``grace`` s."""
         self.remember_children()
-        pids = set(self._known)
 
-        def signal_all(sig: int) -> None:
+        def signal_all(sig: int) -> set[int]:
+            pids = _ours(self.popen.pid, self._known)
             if self.popen.poll() is None:
-                try:
-                    os.killpg(self.popen.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                pids.add(self.popen.pid)
             for pid in pids:
                 try:
                     os.kill(pid, sig)
                 except (ProcessLookupError, PermissionError):
                     pass
+            return pids
 
-        signal_all(signal.SIGTERM)
+        stats = _proc_stats()
+        self._known.update({p: stats[p][3] for p in signal_all(signal.SIGTERM) if p in stats})
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (self.popen.poll() is None or any(_alive(p) for p in pids)):
+        while time.monotonic() < deadline and (self.popen.poll() is None or _ours(self.popen.pid, self._known)):
             time.sleep(0.1)
-        pids = {p for p in pids if _alive(p)}
         signal_all(signal.SIGKILL)
         try:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().decode(errors="replace")
-        return state[state.rindex(")") + 2] != "Z"
-    except (OSError, ValueError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
 
 
 @dataclass
@@ -503,7 +512,7 @@ class DeploymentCluster:
         import httpx
 
         url = f"{'https' if self.tls else 'http'}://{self.address}/health"
-        verify = str(self.tls.ca_cert) if self.tls else False
+        verify = ssl.create_default_context(cafile=str(self.tls.ca_cert)) if self.tls else False
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.superlink.poll() is not None:

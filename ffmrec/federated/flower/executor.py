@@ -6,15 +6,24 @@ only delivers the work. Users are clients; a SuperNode holds the users ``u`` wit
 connected node to learn its partition, and keeps the map ``partition -> node id``.
 
 Each sampled user gets one Message (``train`` or ``evaluate``) sent to the node that holds it. A node has at most
-``max_in_flight_per_node`` (default 1) messages outstanding: Flower's engines keep one ``Context`` per node and a
-ClientApp writes the user's personal state into it, and two messages processed at once on the same node would race on
-that context (the simulation engine retrieves the context, runs the ClientApp and stores the context back, so the
-later store wins and the other user's personal update is lost). Nodes still work in parallel with each other, and the
-next message to a node is pushed as soon as its previous reply arrives.
+``max_in_flight_per_node`` messages outstanding, and the next message to a node is pushed as soon as one of its replies
+arrives (nodes work in parallel with each other):
 
-A reply that is a Flower error, a reply that cannot be decoded, and a reply that does not arrive within ``timeout``
-seconds all become ``ClientOutcome(error=...)``; a node that timed out is not sent more work in that call (its
-remaining users fail at once instead of each waiting ``timeout`` again). Outcomes come back ordered by client id.
+* simulation engine (``InMemoryGrid``): 1. The engine keeps one ``Context`` per node and the ClientApp writes the
+  user's personal state into it; it runs a node's messages concurrently (retrieve the context, run the ClientApp,
+  store the context back), so with two messages in flight on one node the later store wins and the other user's
+  personal update is lost.
+* deployment engine: 2. A SuperNode pulls and processes one message at a time by itself; having the next one already
+  waiting at the SuperLink saves the SuperNode's idle poll (3 s in flwr 1.41) between messages.
+
+Messages carry the user id, so replies are matched to users by message id and checked against it. A reply that is a
+Flower error or cannot be decoded becomes ``ClientOutcome(error=...)``; so does every message to a node that made no
+progress (no reply) for ``timeout`` seconds, after which that node gets no more work in the call (its remaining users
+fail at once instead of each waiting ``timeout`` again). Outcomes come back ordered by client id.
+
+The executor uses ``grid.push_messages`` / ``grid.pull_messages`` rather than ``grid.send_and_receive``: it needs to
+send a node its next message as soon as it answers, to time out per node, and to poll faster than
+``send_and_receive`` does on the deployment engine (every 3 s).
 """
 
 from __future__ import annotations
@@ -35,19 +44,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ffmrec.flower")
 
-try:  # the lead's definition, when it exists
-    from ffmrec.federated.server import ClientOutcome  # type: ignore[attr-defined]
-except ImportError:
 
-    @dataclass
-    class ClientOutcome:  # type: ignore[no-redef]
-        """What one client returned to the server (same fields as ``ffmrec.federated.server.ClientOutcome``)."""
+@dataclass
+class ClientOutcome:
+    """What one client returned to the server."""
 
-        client_id: int
-        delta: dict[str, np.ndarray] | None
-        num_examples: int
-        metrics: dict[str, float]
-        error: str | None = None  # set when the client raised or timed out (the round continues)
+    client_id: int
+    delta: dict[str, np.ndarray] | None
+    num_examples: int
+    metrics: dict[str, float]
+    error: str | None = None  # set when the client raised or timed out (the round continues)
 
 
 class NodeDiscoveryError(RuntimeError):
@@ -70,19 +76,23 @@ class FlowerGridExecutor:
         partition ``0..num-partitions-1`` has a node).
     :param discovery_timeout: seconds to wait for the nodes at start.
     :param poll_interval: seconds between pulls of replies.
-    :param max_in_flight_per_node: messages outstanding per node (keep 1, see the module docstring).
+    :param max_in_flight_per_node: messages outstanding per node; default 1 on the simulation engine (see the module
+        docstring) and 2 on the deployment engine, where a SuperNode processes its messages one at a time anyway.
     """
 
     def __init__(self, grid: Grid, *, timeout: float = 300.0, expected_nodes: int | None = None,
-                 discovery_timeout: float = 120.0, poll_interval: float = 0.05, max_in_flight_per_node: int = 1):
-        if timeout <= 0 or discovery_timeout <= 0 or poll_interval <= 0 or max_in_flight_per_node < 1:
-            raise ValueError("timeout, discovery_timeout and poll_interval must be > 0, max_in_flight_per_node >= 1")
+                 discovery_timeout: float = 120.0, poll_interval: float = 0.05,
+                 max_in_flight_per_node: int | None = None):
+        if timeout <= 0 or discovery_timeout <= 0 or poll_interval <= 0:
+            raise ValueError("timeout, discovery_timeout and poll_interval must be > 0")
+        if max_in_flight_per_node is not None and max_in_flight_per_node < 1:
+            raise ValueError("max_in_flight_per_node must be >= 1")
         self.grid = grid
         self.timeout = float(timeout)
         self.expected_nodes = expected_nodes
         self.discovery_timeout = float(discovery_timeout)
         self.poll_interval = float(poll_interval)
-        self.max_in_flight_per_node = int(max_in_flight_per_node)
+        self.max_in_flight_per_node = max_in_flight_per_node
         self.partition_to_node: dict[int, int] = {}
         self.node_to_partition: dict[int, int] = {}
         self.num_partitions: int | None = None
@@ -212,53 +222,72 @@ class FlowerGridExecutor:
             return Message(content, node, message_type, ttl=ttl, group_id=group_id)
 
         in_flight: dict[str, _Job] = {}
+        busy: dict[int, int] = {}  # node -> messages outstanding
+        clock: dict[int, float] = {}  # node -> last progress (push to an idle node, or a reply)
         dead_nodes: set[int] = set()
+        window = self._window()
+
+        def fail(cid: int, error: str) -> None:
+            outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=error)
 
         def refill() -> None:
             batch, jobs = [], []
             for node, queue in queues.items():
-                busy = sum(1 for j in in_flight.values() if j.node_id == node)
-                while queue and busy < self.max_in_flight_per_node and node not in dead_nodes:
+                while queue and busy.get(node, 0) < window and node not in dead_nodes:
                     cid = queue.popleft()
                     batch.append(make(cid, node))
                     jobs.append(_Job(cid, node))
-                    busy += 1
+                    busy[node] = busy.get(node, 0) + 1
             if not batch:
                 return
-            pushed = list(self.grid.push_messages(batch))
+            pushed = set(self.grid.push_messages(batch))
             now = time.monotonic()
             for msg, job in zip(batch, jobs):
                 msg_id = msg.metadata.message_id
                 if not msg_id or msg_id not in pushed:
-                    outcomes[job.client_id] = ClientOutcome(job.client_id, None, 0, {}, error=(
-                        f"could not push the {message_type} message to node {job.node_id}"))
+                    busy[job.node_id] -= 1
+                    fail(job.client_id, f"could not push the {message_type} message to node {job.node_id}")
                     continue
                 job.sent_at = now
+                if busy[job.node_id] == 1 or job.node_id not in clock:
+                    clock[job.node_id] = now
                 in_flight[msg_id] = job
 
         refill()
         while in_flight:
             replies = list(self.grid.pull_messages(list(in_flight)))
+            now = time.monotonic()
             for reply in replies:
                 job = in_flight.pop(reply.metadata.reply_to_message_id, None)
                 if job is not None:
+                    busy[job.node_id] -= 1
+                    clock[job.node_id] = now
                     outcomes[job.client_id] = self._decode(job, reply, message_type)
-            now = time.monotonic()
-            for msg_id, job in list(in_flight.items()):
-                if now - job.sent_at > self.timeout:
-                    del in_flight[msg_id]
-                    dead_nodes.add(job.node_id)
-                    outcomes[job.client_id] = ClientOutcome(job.client_id, None, 0, {}, error=(
-                        f"timeout: no {message_type} reply from node {job.node_id} within {self.timeout:g} s"))
+            for node in {j.node_id for j in in_flight.values()}:
+                if now - clock[node] > self.timeout:  # no progress on this node for `timeout` seconds
+                    dead_nodes.add(node)
+                    for msg_id, job in list(in_flight.items()):
+                        if job.node_id == node:
+                            del in_flight[msg_id]
+                            busy[node] -= 1
+                            fail(job.client_id, f"timeout: no {message_type} reply from node {node} "
+                                                f"within {self.timeout:g} s")
             for node in dead_nodes:
                 while queues.get(node):
-                    cid = queues[node].popleft()
-                    outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=(
-                        f"not sent: node {node} timed out earlier in this {message_type} call"))
+                    fail(queues[node].popleft(), f"not sent: node {node} timed out earlier in this "
+                                                 f"{message_type} call")
             refill()
             if in_flight and not replies:
                 time.sleep(self.poll_interval)
         return [outcomes[c] for c in ids]
+
+    def _window(self) -> int:
+        if self.max_in_flight_per_node is not None:
+            return self.max_in_flight_per_node
+        # The simulation engine (InMemoryGrid) runs a node's messages concurrently and races on its Context: 1.
+        # A deployed SuperNode handles one message at a time by itself; a second one queued at the SuperLink saves
+        # the SuperNode's idle poll (3 s) between messages: 2.
+        return 1 if type(self.grid).__name__ == "InMemoryGrid" else 2
 
     @staticmethod
     def _decode(job: _Job, reply: Message, message_type: str) -> ClientOutcome:

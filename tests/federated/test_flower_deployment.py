@@ -1,0 +1,72 @@
+"""Flower's deployment engine end to end: a real SuperLink and SuperNodes as separate processes on 127.0.0.1, TLS with
+certificates made for the test, SuperNode authentication on (ffmrec.federated.flower.deployment).
+
+Every process is started by ``DeploymentCluster`` and stopped (with its children) when the module's tests end, also on
+failure; each wait is bounded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ffmrec.federated.flower.deployment import DeploymentCluster, read_result
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+TOY = {"task-factory": "ffmrec.federated.flower.toy:build_toy_task",
+       "driver": "ffmrec.federated.flower.toy:fedavg_driver"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("flower-deployment")
+    cluster = DeploymentCluster(num_supernodes=2, tls=True, node_auth=True, workdir=workdir, startup_timeout=60)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        leftovers = [p for p in cluster._processes if p.popen.poll() is None]
+        assert not leftovers, f"processes still running: {[p.name for p in leftovers]}"
+
+
+def test_cluster_uses_tls_and_registered_supernodes(cluster):
+    link = " ".join(cluster.superlink.args)
+    assert "--enable-supernode-auth" in link and "--ssl-certfile" in link and "--insecure" not in link
+    assert cluster.address.startswith("127.0.0.1:")
+    registered = {n.node_id for n in cluster.nodes}
+    assert len(registered) == 2 and None not in registered
+    online = {int(n["node-id"]) for n in cluster.list_nodes() if n["status"] == "online"}
+    assert online == registered
+
+
+def test_unregistered_supernode_is_refused(cluster):
+    """A SuperNode whose (valid) key pair was never registered cannot activate: it exits and never shows up."""
+    before = {n["node-id"] for n in cluster.list_nodes()}
+    intruder = cluster.add_supernode(0, 2, register=False, wait=False, name="intruder", max_wait_time=30)
+    assert intruder.private_key is not None and intruder.node_id is None
+    rc = intruder.process.popen.wait(timeout=60)
+    log = intruder.process.log()
+    assert rc != 0
+    assert "Exit Code: 305" in log and "Failed to activate SuperNode" in log, log[-2000:]
+    assert "SuperNode ID:" not in log
+    assert {n["node-id"] for n in cluster.list_nodes()} == before
+
+
+def test_two_rounds_on_deployed_supernodes(cluster, tmp_path):
+    out = tmp_path / "out"
+    config = {**TOY, "num-users": 4, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0,
+              "num-supernodes": 2, "output-dir": str(out)}
+    run = cluster.run_app(config, timeout=180)
+    assert run.ok and run.status == "finished:completed", run.output[-3000:]
+    result = read_result(out)
+    assert not np.allclose(result["shared"]["w"], result["initial"]["w"])  # the global model changed
+    rounds, final = result["history"][:2], result["history"][2]
+    for r in rounds:
+        assert r["succeeded"] == [0, 1, 2, 3] and r["errors"] == {}
+        assert np.isfinite(r["train"]["loss"])
+    assert rounds[1]["train"]["loss"] < rounds[0]["train"]["loss"]
+    # personal state stayed on the SuperNodes between rounds (and across flwr-clientapp processes)
+    assert rounds[0]["train"]["had-personal"] == 0.0 and rounds[1]["train"]["had-personal"] == 1.0
+    assert final["clients"] == 4 and final["metrics"]["had-personal"] == 1.0 and np.isfinite(final["metrics"]["mse"])
