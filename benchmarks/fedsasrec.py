@@ -77,7 +77,9 @@ def time_round_vs_epoch(name: str, repeats: int, overrides: list[str]) -> dict:
 
 def quality(name: str, root: Path, overrides: list[str]) -> list[dict]:
     rows = []
-    for recipe, setting in (("sasrec", "centralized"), ("fedsasrec", "federated")):
+    # federated first: the centralized run folder may be shared with benchmarks/sasrec_centralized.py (same --out),
+    # in which case the finished, deterministic centralized run is resumed (nothing left to train) rather than redone
+    for recipe, setting in (("fedsasrec", "federated"), ("sasrec", "centralized")):
         config = load_recipe(recipe, name, overrides if recipe == "fedsasrec" else [])
         result = pipeline(config, root / f"{recipe}-{name}")
         s = result.summary

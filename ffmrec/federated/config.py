@@ -8,14 +8,14 @@ from ffmrec.errors import ConfigError
 from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.strategies import STRATEGIES
 
-ENGINES = ("fast", "flower-sim")
+ENGINES = ("fast", "flower-sim", "flower-deploy")
 
 
 @dataclass
 class FederatedConfig:
     """Rounds, client sampling, the strategy and the engine that runs the client updates."""
 
-    engine: str = field(default="fast", metadata={"help": "'fast' (ffmrec's vectorised in-process simulator) or 'flower-sim' (Flower's simulation engine). Flower's deployment engine is started with 'ffmrec deploy'."})
+    engine: str = field(default="fast", metadata={"help": "'fast' (ffmrec's vectorised in-process simulator), 'flower-sim' (Flower's simulation engine) or 'flower-deploy' (Flower's deployment engine: a SuperLink and num_supernodes SuperNodes as processes on this machine, TLS and SuperNode authentication on)."})
     rounds: int = field(default=100, metadata={"help": "Federated rounds."})
     clients_per_round: int | None = field(default=256, metadata={"help": "Exact number of clients sampled per round (seeded); null to use 'fraction'."})
     fraction: float | None = field(default=None, metadata={"help": "Share of clients per round, rounded half up (used only when clients_per_round is null)."})
@@ -31,7 +31,8 @@ class FederatedConfig:
     eval_users: int | None = field(default=None, metadata={"help": "Validate on this many seeded-sampled users (null = all); the final test always uses all."})
     chunk_size: int = field(default=128, metadata={"help": "Fast simulator: clients computed together in one vectorised step."})
     client_timeout: float = field(default=300.0, metadata={"help": "Flower engines: seconds to wait for a client's reply before counting it failed."})
-    num_supernodes: int = field(default=8, metadata={"help": "Flower simulation: SuperNodes; users are spread over them (user u on node u mod n)."})
+    num_supernodes: int = field(default=8, metadata={"help": "Flower engines: SuperNodes; users are spread over them (user u on node u mod n)."})
+    deploy_timeout: float = field(default=3600.0, metadata={"help": "Flower deployment: seconds the whole run may take before it is stopped."})
     client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
 
     def __post_init__(self) -> None:

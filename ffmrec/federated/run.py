@@ -25,6 +25,10 @@ def run_federated(config, dataset, split, out_dir: Path, progress: bool = True) 
         from ffmrec.federated.flower.engine import run_flower_simulation
 
         return run_flower_simulation(config, out_dir)
+    if config.federated.engine == "flower-deploy":
+        from ffmrec.federated.flower.engine import run_flower_deployment
+
+        return run_flower_deployment(config, out_dir)
     from ffmrec.federated.engines.fast import FastSimulator
 
     task = build_task(config, dataset, split)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffmrec.federated.flower.deployment import DeploymentCluster, read_result
+from ffmrec.federated.flower.deployment import EXIT_SUPERNODE_CONNECTION_ERROR, DeploymentCluster, read_result
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,7 +49,8 @@ def test_unregistered_supernode_is_refused(cluster):
     rc = intruder.process.popen.wait(timeout=60)
     log = intruder.process.log()
     assert rc != 0
-    assert "Exit Code: 305" in log and "Failed to activate SuperNode" in log, log[-2000:]
+    assert f"Exit Code: {EXIT_SUPERNODE_CONNECTION_ERROR}" in log, log[-2000:]
+    assert "Failed to activate SuperNode" in log, log[-2000:]
     assert "SuperNode ID:" not in log
     assert {n["node-id"] for n in cluster.list_nodes()} == before
 
@@ -70,3 +71,35 @@ def test_two_rounds_on_deployed_supernodes(cluster, tmp_path):
     # personal state stayed on the SuperNodes between rounds (and across flwr-clientapp processes)
     assert rounds[0]["train"]["had-personal"] == 0.0 and rounds[1]["train"]["had-personal"] == 1.0
     assert final["clients"] == 4 and final["metrics"]["had-personal"] == 1.0 and np.isfinite(final["metrics"]["mse"])
+
+
+@pytest.mark.timeout(900)
+def test_fedsasrec_runs_on_the_deployment_engine(tmp_path, monkeypatch):
+    """The real FedSASRec client update through a SuperLink + 2 SuperNodes (TLS, SuperNode auth) via `ffmrec run`."""
+    import json
+
+    import torch
+
+    from ffmrec.pipeline import pipeline
+    from ffmrec.recipes import load_recipe
+
+    monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
+    rows = ["user,item,timestamp"] + [f"{u},{(u * 3 + t) % 11 + 1},{t}" for u in range(4) for t in range(6)]
+    (tmp_path / "interactions.csv").write_text("\n".join(rows) + "\n")
+    config = load_recipe("fedsasrec", str(tmp_path / "interactions.csv"), [
+        "model.max_len=6", "model.hidden_size=8", "model.inner_size=16", "model.num_layers=1",
+        "federated.engine=flower-deploy", "federated.num_supernodes=2", "federated.rounds=2",
+        "federated.clients_per_round=2", "federated.eval_every=2", "federated.server_lr=0.05",
+        "federated.deploy_timeout=900"])
+    result = pipeline(config, tmp_path / "run", progress=False)
+    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["round"] for h in history] == [1, 2] and all(h["ok"] == 2 and h["failed"] == 0 for h in history)
+    assert set(result.metrics) >= {"HR@10", "NDCG@10"}
+    from ffmrec.data import load_dataset
+    from ffmrec.eval.protocol import LeaveOneOut
+    from ffmrec.federated.run import build_task
+
+    dataset = load_dataset(config.dataset, options=config.data)
+    start = build_task(config, dataset, LeaveOneOut(dataset.sequences())).initial_shared()  # same seed, same start
+    final = torch.load(tmp_path / "run" / "server.pt", weights_only=False)["params"]
+    assert any(not torch.equal(start[k], final[k]) for k in start)  # the global model changed

@@ -135,6 +135,21 @@ def test_executor_turns_client_errors_and_silent_nodes_into_outcomes():
     assert max(grid.max_in_flight.values()) == 2
 
 
+def test_executor_survives_a_node_leaving_and_maps_its_replacement():
+    config = {**TOY, "num-users": 4}
+    grid = FakeGrid(2, config)
+    ex = FlowerGridExecutor(grid, timeout=0.5, discovery_timeout=5)
+    ex.discover()
+    shared = ToyLinearTask(config).initial_shared()
+    gone = grid.contexts.pop(1001)  # partition 1 disconnects
+    out = ex.train(1, [0, 1, 2, 3], shared, {})
+    assert [o.error is None for o in out] == [True, False, True, False]
+    assert "no SuperNode holds partition 1" in out[1].error
+    grid.contexts[2001] = gone  # it comes back under a new node id
+    out = ex.train(2, [0, 1, 2, 3], shared, {})
+    assert all(o.error is None for o in out) and ex.partition_to_node == {0: 1000, 1: 2001}
+
+
 def test_client_app_refuses_users_of_other_partitions():
     config = {**TOY, "num-users": 6}
     grid = FakeGrid(2, config)
@@ -167,6 +182,7 @@ def test_toy_driver_and_result_files(tmp_path):
     assert [h.get("round") for h in back["history"]] == [1, 2, None]
 
 
+@pytest.mark.timeout(240)
 def test_flower_simulation_engine_runs_two_rounds():
     """ServerApp + ClientApp in Flower's simulation engine (Ray): 6 users on 3 virtual SuperNodes, 2 rounds."""
     from ffmrec.federated.flower.simulation import run_flower_simulation

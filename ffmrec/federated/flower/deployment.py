@@ -3,8 +3,9 @@
 Running ffmrec on Flower's deployment engine
 ============================================
 
-In Flower 1.41 the SuperLink serves its Fleet, Control and Runtime APIs over HTTPS on one port (``--host``/``--port``;
-the old ``--fleet-api-address``/``--control-api-address`` flags are deprecated). Each SuperNode connects to it,
+In Flower 1.41 the SuperLink serves its Fleet, Control and Runtime APIs over HTTPS on one port (``--host``/``--port``,
+default ``127.0.0.1:8000``; the old ``--fleet-api-address``/``--control-api-address`` flags are deprecated). The
+SuperLink and each SuperNode start a ``flower-superexec`` helper (it must be on ``PATH``). Each SuperNode connects,
 runs a small HTTP "Runtime API" of its own (``--port``, default 9094, so give every SuperNode on one machine its
 own port) and starts a ``flwr-clientapp`` process per message. The ServerApp runs in a ``flwr-serverapp`` process
 that the SuperLink starts for each run. ``ffmrec`` must be importable in all of them: install it into the environment
@@ -402,7 +403,7 @@ class DeploymentCluster:
         if node_auth and not tls:
             raise ValueError("SuperNode authentication needs TLS (flower-superlink refuses --enable-supernode-auth "
                              "with --insecure)")
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if host not in ("127.0.0.1", "localhost"):
             raise ValueError("DeploymentCluster binds to the loopback interface only")
         self.num_supernodes = int(num_supernodes)
         self.tls_enabled, self.node_auth, self.simulation = tls, node_auth, simulation
@@ -451,7 +452,8 @@ class DeploymentCluster:
         env = {**self.env, "FLWR_HOME": str(home)}
         with open(log_path, "ab") as log_file:
             popen = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=str(home), start_new_session=True)
+                                     env=env, cwd=str(home), start_new_session=True,
+                                     preexec_fn=_die_with_parent_fn())
         proc = ManagedProcess(name, args, popen, log_path)
         self._processes.append(proc)
         return proc
@@ -487,9 +489,21 @@ class DeploymentCluster:
             self.wait_for_node(node)
         return self
 
-    def start_superlink(self) -> ManagedProcess:
+    def start_superlink(self, attempts: int = 3) -> ManagedProcess:
+        """Start the SuperLink on a free port (another one if that port was taken meanwhile) and wait for it."""
         if self.tls_enabled:
             self.tls = generate_tls(self.workdir / "certs", hosts=(self.host, "localhost"))
+        for attempt in range(attempts):
+            try:
+                return self._start_superlink_once()
+            except DeploymentError as err:
+                port_clash = "address already in use" in str(err).lower()
+                if not port_clash or attempt == attempts - 1:
+                    raise
+                self.superlink.stop()
+        raise AssertionError("unreachable")
+
+    def _start_superlink_once(self) -> ManagedProcess:
         self.port = free_port(self.host)
         args = [self._exe("flower-superlink"), "--host", self.host, "--port", str(self.port),
                 "--disable-runtime-dependency-installation"]
@@ -562,16 +576,27 @@ class DeploymentCluster:
         return node
 
     def wait_for_node(self, node: NodeHandle, timeout: float | None = None) -> int:
-        """Wait until the SuperNode logged ``SuperNode ID: <id>`` (it activated on the SuperLink); returns the id."""
+        """Wait until the SuperNode logged ``SuperNode ID: <id>`` (it activated on the SuperLink); returns the id.
+        A SuperNode whose Runtime API port was taken meanwhile is restarted on another port (twice at most)."""
         deadline = time.monotonic() + (self.startup_timeout if timeout is None else timeout)
+        restarts = 0
         while time.monotonic() < deadline:
             for line in node.process.log().splitlines():
                 if "SuperNode ID:" in line:
                     node.node_id = int(line.rsplit(":", 1)[1].strip().split()[0])
                     return node.node_id
             if node.process.poll() is not None:
+                log = node.process.log()
+                if "address already in use" in log.lower() and restarts < 2:
+                    restarts += 1
+                    args = list(node.process.args)
+                    args[args.index("--port") + 1] = str(free_port(self.host))
+                    node.process.stop()
+                    node.process.log_path.rename(node.process.log_path.with_suffix(f".clash{restarts}.log"))
+                    node.process = self._spawn(node.process.name, args, Path(self.workdir / f"home-{node.process.name}"))
+                    continue
                 raise DeploymentError(f"{node.process.name} exited with {node.process.popen.returncode}:\n"
-                                      f"{node.process.log()[-4000:]}")
+                                      f"{log[-4000:]}")
             time.sleep(0.2)
         raise DeploymentError(f"{node.process.name} did not connect within the timeout:\n{node.process.log()[-4000:]}")
 
@@ -634,6 +659,29 @@ class DeploymentCluster:
                 f"PYTHONPATH={self.env['PYTHONPATH']}\n"
                 f"flwr supernode ls {self.connection}\n"
                 f"flwr run {self.workdir / 'app'} {self.connection} --stream")
+
+
+def _die_with_parent_fn():
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when this process dies (even by SIGKILL), so a killed test
+    run leaves no SuperLink/SuperNode behind. Only from the main thread: the signal follows the spawning *thread*."""
+    import threading
+
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _cli_value(value) -> str:

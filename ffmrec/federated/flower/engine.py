@@ -121,3 +121,28 @@ def _num_users(config) -> int:
     from ffmrec.data import load_dataset
 
     return load_dataset(config.dataset, options=config.data).num_users
+
+
+def run_flower_deployment(config, out_dir: Path) -> FederatedResult:
+    """A whole federated run on Flower's deployment engine, on this machine: a SuperLink and SuperNodes as separate
+    processes on 127.0.0.1, TLS certificates made for the run, SuperNode authentication on (each node's key
+    registered). To spread SuperNodes over machines instead, follow the steps in
+    :mod:`ffmrec.federated.flower.deployment`."""
+    import dataclasses
+
+    from ffmrec.errors import FFMRecError
+    from ffmrec.federated.flower.deployment import DeploymentCluster, DeploymentError, read_result
+
+    result_dir = Path(out_dir).resolve() / "flower-result"
+    flat = {**flower_run_config(config, out_dir), "output-dir": str(result_dir)}
+    nodes = max(1, min(config.federated.num_supernodes, _num_users(config)))
+    try:
+        with DeploymentCluster(num_supernodes=nodes, workdir=Path(out_dir).resolve() / "flower-cluster") as cluster:
+            cluster.run_app(flat, timeout=config.federated.deploy_timeout)
+    except DeploymentError as e:
+        raise FFMRecError(
+            f"the Flower deployment run in {out_dir} failed ({str(e).splitlines()[0]}); see "
+            f"{Path(out_dir) / 'flower-cluster'} for the SuperLink and SuperNode logs, or run with federated.engine=fast."
+        ) from None
+    saved = read_result(result_dir)
+    return FederatedResult(**{f.name: saved[f.name] for f in dataclasses.fields(FederatedResult)})

@@ -71,7 +71,8 @@ class FlowerGridExecutor:
     """Implements ffmrec's ``ClientExecutor`` protocol (``train`` / ``evaluate``) on a Flower ``Grid``.
 
     :param grid: the ``Grid`` a ServerApp's ``main`` receives (simulation or deployment engine).
-    :param timeout: seconds to wait for one client's reply, counted from when its message is pushed.
+    :param timeout: seconds a node may go without answering while it has work (from the push of a message to an idle
+        node, or from its previous reply); then its outstanding and queued users fail.
     :param expected_nodes: wait at start until at least this many nodes answered the query (default: until every
         partition ``0..num-partitions-1`` has a node).
     :param discovery_timeout: seconds to wait for the nodes at start.
@@ -169,11 +170,13 @@ class FlowerGridExecutor:
             self.node_to_partition[node_id] = part
 
     def _ensure_nodes(self) -> None:
-        if not self._complete():
+        """Discover the nodes on first use (failing loudly); later, refresh the map briefly when the set of connected
+        nodes changed, and carry on with what is mapped (users of a partition without a node fail individually)."""
+        if self.num_partitions is None:
             self.discover()
             return
         nodes = frozenset(int(n) for n in self.grid.get_node_ids())
-        if nodes != self._seen_nodes:  # nodes joined or left: refresh the map, briefly
+        if nodes != self._seen_nodes:  # nodes joined or left
             try:
                 self.discover(timeout=min(self.timeout, 10.0))
             except NodeDiscoveryError as err:
@@ -240,13 +243,17 @@ class FlowerGridExecutor:
                     busy[node] = busy.get(node, 0) + 1
             if not batch:
                 return
-            pushed = set(self.grid.push_messages(batch))
+            try:
+                pushed = set(self.grid.push_messages(batch))
+                problem = ""
+            except Exception as exc:  # noqa: BLE001 - e.g. the SuperLink briefly unreachable: these users fail
+                pushed, problem = set(), f": {exc!r}"
             now = time.monotonic()
             for msg, job in zip(batch, jobs):
                 msg_id = msg.metadata.message_id
                 if not msg_id or msg_id not in pushed:
                     busy[job.node_id] -= 1
-                    fail(job.client_id, f"could not push the {message_type} message to node {job.node_id}")
+                    fail(job.client_id, f"could not push the {message_type} message to node {job.node_id}{problem}")
                     continue
                 job.sent_at = now
                 if busy[job.node_id] == 1 or job.node_id not in clock:
@@ -255,7 +262,11 @@ class FlowerGridExecutor:
 
         refill()
         while in_flight:
-            replies = list(self.grid.pull_messages(list(in_flight)))
+            try:
+                replies = list(self.grid.pull_messages(list(in_flight)))
+            except Exception as exc:  # noqa: BLE001 - transient; the per-node timeout still bounds the wait
+                log.warning("pulling replies failed: %r", exc)
+                replies = []
             now = time.monotonic()
             for reply in replies:
                 job = in_flight.pop(reply.metadata.reply_to_message_id, None)
