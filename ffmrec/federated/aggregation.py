@@ -16,7 +16,6 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
@@ -24,6 +23,7 @@ from fractions import Fraction
 import torch
 
 from ffmrec.errors import ConfigError
+from ffmrec.utils.checks import check_int
 
 _ACC = torch.float64  # accumulation dtype
 
@@ -60,20 +60,6 @@ def _check_weights(weights: torch.Tensor, num_clients: int) -> torch.Tensor:
         raise ValueError(f"`weights` must have a positive sum, got {weights.tolist()}; "
                          "drop the round or give at least one client a positive number of examples.")
     return weights
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    """``value`` as an ``int >= minimum``, rejecting bools and floats."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}; "
-                          f"set it to a whole number such as {minimum}.") from None
-    if value < minimum:
-        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value}; set it to {minimum} or more.")
-    return value
 
 
 def _check_real(value: object, name: str) -> float:
@@ -210,7 +196,7 @@ def trim_count(num_clients: int, trim_ratio: float) -> int:
 
     The product is taken on the decimal value of ``trim_ratio`` (``0.29 * 100`` is 29, not 28 as in floats).
     """
-    num_clients = _check_int(num_clients, "num_clients", 1)
+    num_clients = check_int(num_clients, "num_clients", 1)
     trim_ratio = _check_real(trim_ratio, "trim_ratio")
     if not 0 <= trim_ratio < 0.5:
         raise ConfigError(f"`trim_ratio` must satisfy 0 <= trim_ratio < 0.5, got {trim_ratio}; it is the fraction "
@@ -342,7 +328,7 @@ def krum_scores(updates_flat: torch.Tensor, num_malicious: int) -> torch.Tensor:
         ``(C,)`` float64 scores.
     """
     num_clients = _check_stack(updates_flat, "updates_flat")
-    f = _check_int(num_malicious, "num_malicious", 0)
+    f = check_int(num_malicious, "num_malicious", 0)
     if num_clients <= 2 * f + 2:
         raise ConfigError(f"Krum needs more than 2 * num_malicious + 2 clients per round, got {num_clients} clients "
                           f"with `num_malicious`={f} (needs > {2 * f + 2}); lower num_malicious to at most "
@@ -371,7 +357,7 @@ def krum(updates_flat: torch.Tensor, num_malicious: int, multi: int = 1) -> torc
     """
     scores = krum_scores(updates_flat, num_malicious)
     num_clients = scores.shape[0]
-    multi = _check_int(multi, "multi", 1)
+    multi = check_int(multi, "multi", 1)
     if multi > num_clients:
         raise ConfigError(f"`multi` must be at most the number of clients ({num_clients}), got {multi}; "
                           f"set multi <= {num_clients} (multi = 1 is Krum).")

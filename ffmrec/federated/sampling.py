@@ -10,30 +10,16 @@ whatever was sampled (or not) before. Clients are drawn uniformly without replac
 from __future__ import annotations
 
 import math
-import operator
 from fractions import Fraction
 
 import numpy as np
 
 from ffmrec.errors import ConfigError
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    """``value`` as an ``int >= minimum``, rejecting bools and floats."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value!r}; "
-                          f"set it to a whole number such as {minimum}.") from None
-    if value < minimum:
-        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {value}; set it to {minimum} or more.")
-    return value
+from ffmrec.utils.checks import check_int
 
 
 def _check_count(clients_per_round: object, num_clients: int) -> int:
-    clients_per_round = _check_int(clients_per_round, "clients_per_round", 1)
+    clients_per_round = check_int(clients_per_round, "clients_per_round", 1)
     if clients_per_round > num_clients:
         raise ConfigError(f"`clients_per_round` must be at most the number of clients ({num_clients}), got "
                           f"{clients_per_round}; set clients_per_round <= {num_clients} (or use fraction=1.0 for "
@@ -47,8 +33,8 @@ def round_generator(seed: int, server_round: int) -> np.random.Generator:
     The round is a ``spawn_key`` of the run's :class:`numpy.random.SeedSequence`, so streams of different rounds are
     independent by construction and never collide for distinct ``(seed, server_round)`` pairs.
     """
-    seed = _check_int(seed, "seed", 0)
-    server_round = _check_int(server_round, "server_round", 0)
+    seed = check_int(seed, "seed", 0)
+    server_round = check_int(server_round, "server_round", 0)
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(server_round,)))
 
 
@@ -68,7 +54,7 @@ def sample_clients(num_clients: int, clients_per_round: int, server_round: int, 
     Returns:
         Sorted list of ``clients_per_round`` distinct ints.
     """
-    num_clients = _check_int(num_clients, "num_clients", 1)
+    num_clients = check_int(num_clients, "num_clients", 1)
     clients_per_round = _check_count(clients_per_round, num_clients)
     rng = round_generator(seed, server_round)  # validates seed and server_round even when all clients are taken
     if clients_per_round == num_clients:
@@ -93,7 +79,7 @@ def resolve_clients_per_round(num_clients: int, clients_per_round: int | None = 
     Returns:
         The count, ``1 <= count <= num_clients``.
     """
-    num_clients = _check_int(num_clients, "num_clients", 1)
+    num_clients = check_int(num_clients, "num_clients", 1)
     if (clients_per_round is None) == (fraction is None):
         raise ConfigError(f"give exactly one of `clients_per_round` and `fraction`, got clients_per_round="
                           f"{clients_per_round!r} and fraction={fraction!r}; set one and leave the other unset.")

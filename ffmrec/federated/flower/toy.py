@@ -14,21 +14,12 @@ processes Flower starts itself (they live in an importable module for that reaso
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from ffmrec.federated.task import ClientUpdate
+
 DIM = 10
-
-
-@dataclass
-class ToyClientUpdate:
-    """Same fields as ``ffmrec.federated.task.ClientUpdate``."""
-
-    delta: dict[str, np.ndarray]
-    num_examples: int
-    metrics: dict[str, float]
-    personal: dict[str, np.ndarray]
 
 
 def _int_list(value) -> set[int]:
@@ -70,7 +61,7 @@ class ToyLinearTask:
             raise ValueError(f"unknown client {client_id} (num_clients={self.num_clients})")
 
     def client_update(self, client_id: int, shared: dict[str, np.ndarray], personal: dict[str, np.ndarray] | None,
-                      round_config: dict) -> ToyClientUpdate:
+                      round_config: dict) -> ClientUpdate:
         self._check(client_id)
         if client_id in self.fail_users:
             raise RuntimeError(f"toy client {client_id} fails on purpose")
@@ -85,7 +76,7 @@ class ToyLinearTask:
             err = x @ w + b[0] - y
             w -= lr * 2 * x.T @ err / len(y)
             b -= lr * 2 * np.mean(err)
-        return ToyClientUpdate({"w": w - w0}, len(y), {"loss": loss0, "had-personal": float(personal is not None)},
+        return ClientUpdate({"w": w - w0}, len(y), {"loss": loss0, "had-personal": float(personal is not None)},
                                {"b": b})
 
     def client_evaluate(self, client_id: int, shared: dict[str, np.ndarray], personal: dict[str, np.ndarray] | None,
