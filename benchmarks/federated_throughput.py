@@ -1,13 +1,14 @@
 """Client updates per second: ffmrec's fast simulator against Flower's simulation engine, same client update.
 
-Both engines run FedSASRec's client update (one local SGD step of the recipe's SASRec on one user's beauty history,
-full-catalogue cross-entropy) for the same sampled clients from the same global model, at 100, 1,000 and 6,000 clients
-per round. Flower: ffmrec's ServerApp/ClientApp in ``flwr.simulation`` (Ray backend, 2 CPUs, one ClientApp actor per CPU,
-``--supernodes`` SuperNodes, each holding the users u with u mod N = its partition); the time is that of the round's
+Both engines run FedSASRec's client update (one local SGD step of SASRec on one user's history, full-catalogue
+cross-entropy) for the same sampled clients from the same global model, at 100, 1,000 and 6,000 clients per round, on
+two workloads: ``beauty`` (the fedsasrec recipe as shipped: d=64, 2 blocks, 12,101 items, 0.8M shared parameters) and
+``tiny`` (the anchor's trivial client: about 10k shared parameters, a synthetic 7,000-user, 500-item dataset). Flower: ffmrec's ServerApp/ClientApp in ``flwr.simulation`` (Ray backend, 2 CPUs, one ClientApp actor per CPU,
+``--supernodes`` SuperNodes, by default one per sampled client, each holding the users u with u mod N = its partition); the time is that of the round's
 train messages, from the first push to the last reply (Ray start-up and task loading excluded). Fast simulator: one
 ``train_round`` call (chunked, fused FedAvg path), after one warm-up round. Writes benchmarks/results/federated_throughput.json.
 
-    python benchmarks/federated_throughput.py [--sizes 100 1000 6000] [--dataset beauty] [--supernodes 8]
+    python benchmarks/federated_throughput.py [--sizes 100 1000 6000] [--workloads tiny beauty] [--supernodes 8]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from common import peak_rss_mb, write_results
 
 from ffmrec.federated.sampling import sample_clients
@@ -50,7 +52,7 @@ def throughput_driver(flat: dict, executor) -> dict:
     return seconds
 
 
-def fast_seconds(config, sizes) -> dict[int, float]:
+def fast_seconds(config, sizes) -> tuple[dict[int, float], int]:
     from ffmrec.data import load_dataset
     from ffmrec.eval.protocol import LeaveOneOut
     from ffmrec.federated.engines.fast import FastSimulator
@@ -67,31 +69,46 @@ def fast_seconds(config, sizes) -> dict[int, float]:
         engine.train_round(r, ids, shared, config.federated.client, need_updates=False)
         out[len(ids)] = time.perf_counter() - t0
         print(f"fast: {len(ids)} clients in {out[len(ids)]:.2f}s", flush=True)
-    return out
+    return out, sum(v.numel() for v in shared.values())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 6000])
-    parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--supernodes", type=int, default=8)
-    parser.add_argument("--skip-flower", action="store_true")
-    args = parser.parse_args()
-    config = load_recipe("fedsasrec", args.dataset, ["federated.chunk_size=256"])
+TINY_MODEL = ["model.max_len=20", "model.hidden_size=16", "model.num_layers=1", "model.inner_size=32",
+              "model.num_heads=1"]
 
-    fast = fast_seconds(config, args.sizes)
+
+def tiny_dataset(folder: Path, num_users: int = 7000, num_items: int = 500, seed: int = 0) -> Path:
+    """A synthetic interactions file (benchmark fixture, written at run time)."""
+    rng = np.random.default_rng(seed)
+    rows = ["user,item,timestamp"]
+    for u in range(num_users):
+        for t, i in enumerate(rng.integers(1, num_items + 1, size=rng.integers(5, 16))):
+            rows.append(f"{u},{i},{t}")
+    path = folder / "tiny_interactions.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def run_workload(workload: str, sizes: list[int], supernodes: int, skip_flower: bool) -> list[dict]:
+    if workload == "tiny":
+        dataset, overrides = str(tiny_dataset(Path(tempfile.mkdtemp(prefix="ffmrec-tiny-")))), TINY_MODEL
+    else:
+        dataset, overrides = workload, []
+    chunk = 2048 if workload == "tiny" else 256  # a tiny model is overhead-bound: bigger chunks
+    config = load_recipe("fedsasrec", dataset, [*overrides, f"federated.chunk_size={chunk}"])
+
+    fast, shared_params = fast_seconds(config, sizes)
     flower: dict[str, float] = {}
-    if not args.skip_flower:
+    if not skip_flower:
         from ffmrec.federated.flower.engine import flower_run_config
         from ffmrec.federated.flower.simulation import run_flower_simulation
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         flat = flower_run_config(config, Path(tempfile.mkdtemp(prefix="ffmrec-tput-")))
-        flat.update({"driver": "federated_throughput:throughput_driver", "sizes": ",".join(map(str, args.sizes)),
+        flat.update({"driver": "federated_throughput:throughput_driver", "sizes": ",".join(map(str, sizes)),
                      "client-timeout": 600.0})
-        flower = run_flower_simulation(flat, args.supernodes)
+        flower = run_flower_simulation(flat, supernodes)
     rows = []
-    for n in args.sizes:
+    for n in sizes:
         metrics = {"clients_per_round": n, "fast_seconds": round(fast[n], 3),
                    "fast_clients_per_second": round(n / fast[n], 1)}
         if str(n) in flower:
@@ -99,9 +116,26 @@ def main() -> None:
             metrics.update({"flower_sim_seconds": round(f, 2), "flower_sim_clients_per_second": round(n / f, 2),
                             "speedup_vs_flower_sim": round(f / fast[n], 1)})
         metrics["peak_rss_mb"] = round(peak_rss_mb(), 1)
-        rows.append({"dataset": args.dataset, "method": "fedsasrec", "setting": "federated", "metrics": metrics,
-                     "flower": {"supernodes": args.supernodes, "ray_cpus": 2, "cpus_per_client": 1}})
-    write_results("federated_throughput", rows)
+        rows.append({"dataset": "beauty" if workload == "beauty" else "synthetic", "method": f"fedsasrec-{workload}",
+                     "setting": "federated", "metrics": {**metrics, "shared_parameters": shared_params},
+                     "flower": {"supernodes": supernodes, "ray_cpus": 2, "cpus_per_client": 1}})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[100, 1000, 6000])
+    parser.add_argument("--workloads", nargs="+", default=["tiny", "beauty"], choices=["tiny", "beauty"])
+    parser.add_argument("--supernodes", type=int, default=0,
+                        help="Flower SuperNodes (default: the largest round size, about one user per node, as Flower "
+                             "simulations usually run; a node handles one message at a time)")
+    parser.add_argument("--skip-flower", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    supernodes = args.supernodes or max(args.sizes)
+    for workload in args.workloads:
+        rows += run_workload(workload, args.sizes, supernodes, args.skip_flower)
+        write_results("federated_throughput", rows)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ validation curve. Starting the same config again on the same folder resumes from
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +100,3 @@ def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> R
     write_json(out_dir / "metrics.json", metrics)
     write_report(out_dir, config, metrics, summary)
     return RunResult(out_dir, metrics, summary)
-
-
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))

@@ -76,7 +76,7 @@ def train(
         history.truncate(state["epoch"])
     watch = f"NDCG@{eval_cfg.ks[0]}" if 10 not in eval_cfg.ks else "NDCG@10"
     bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc="epochs", disable=not progress, dynamic_ncols=True)
-    stopped = False
+    stopped = cfg.patience > 0 and state["bad"] >= cfg.patience  # a resumed run that had already stopped
     while state["epoch"] < cfg.epochs and not stopped:
         epoch = state["epoch"] + 1
         torch.manual_seed(seed * 100_003 + epoch)
@@ -108,8 +108,6 @@ def train(
         save_checkpoint(out_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state})
         bar.update(1)
         bar.set_postfix(loss=f"{line['loss']:.3f}", best=f"{state['best']:.4f}")
-        if state["bad"] and cfg.patience and state["bad"] >= cfg.patience:
-            stopped = True
     bar.close()
     best = load_checkpoint(out_dir / "best_model.pt")
     if best is not None:
