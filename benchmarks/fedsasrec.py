@@ -6,12 +6,16 @@
 2. Quality: ``ffmrec run sasrec`` and ``ffmrec run fedsasrec`` on each dataset (recipes as shipped, plus ``--set``),
    test HR/NDCG@10/20 under the leave-one-out full-ranking protocol; peak RSS.
 
-    python benchmarks/fedsasrec.py [--datasets beauty ml-1m] [--repeats 3] [--skip-quality]
+    python benchmarks/fedsasrec.py [--datasets beauty ml-1m] [--repeats 3] [--skip-quality] [--skip-cost]
+
+Runs are resumable: with the same ``--out`` an interrupted benchmark continues where it stopped; ``--skip-cost`` keeps
+the cost rows an earlier invocation wrote to the results file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import peak_rss_mb, write_results
+from common import RESULTS, peak_rss_mb, write_results
 
 from ffmrec.data import load_dataset
 from ffmrec.eval.protocol import LeaveOneOut
@@ -103,6 +107,11 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="ffmrec-bench-"))
     rows = []
+    if args.skip_cost:  # keep the cost rows an earlier run of this script measured
+        previous = RESULTS / "fedsasrec.json"
+        if previous.exists():
+            rows = [r for r in json.loads(previous.read_text())["rows"]
+                    if "round_over_centralized_epoch" in r["metrics"] and r["dataset"] in args.datasets]
     for name in args.datasets:
         if not args.skip_cost:
             rows.append(time_round_vs_epoch(name, args.repeats, args.set))
