@@ -139,7 +139,7 @@ class FlowerGridExecutor:
         msgs = {}
         for node_id in node_ids:
             content = RecordDict({R.META: ConfigRecord({R.STAGE: "query"})})
-            msg = Message(content, node_id, R.QUERY, ttl=max(timeout, 30.0), group_id="query")
+            msg = Message(content, node_id, R.QUERY, ttl=max(timeout, self.discovery_timeout, 30.0), group_id="query")
             msgs[node_id] = msg
         replies, _ = self._push_and_pull(list(msgs.values()), timeout)
         by_id = {m.metadata.message_id: n for n, m in msgs.items()}
@@ -147,10 +147,10 @@ class FlowerGridExecutor:
             node_id = by_id.get(reply.metadata.reply_to_message_id)
             if node_id is None:
                 continue
-            self._queried.add(node_id)
-            if reply.has_error():
-                log.warning("node %s refused the query: %s", node_id, reply.error.reason)
+            if reply.has_error():  # e.g. the query expired before the node got to it: ask again next time
+                log.warning("node %s did not answer the query: %s", node_id, reply.error.reason)
                 continue
+            self._queried.add(node_id)
             info = reply.content[R.NODE]
             part, num = info.get(R.PARTITION_ID), info.get(R.NUM_PARTITIONS)
             if part is None or num is None:
