@@ -9,6 +9,7 @@ train messages, from the first push to the last reply (Ray start-up and task loa
 ``train_round`` call (chunked, fused FedAvg path), after one warm-up round. Writes benchmarks/results/federated_throughput.json.
 
     python benchmarks/federated_throughput.py [--sizes 100 1000 6000] [--workloads tiny beauty] [--supernodes 500]
+        [--name federated_throughput]
 """
 
 from __future__ import annotations
@@ -130,11 +131,12 @@ def main() -> None:
                         help="Flower SuperNodes; a node handles one message at a time, so 500 keeps far more messages "
                              "in flight than the 2 Ray actors can run")
     parser.add_argument("--skip-flower", action="store_true")
+    parser.add_argument("--name", default="federated_throughput", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     rows = []
     for workload in args.workloads:
         rows += run_workload(workload, args.sizes, args.supernodes, args.skip_flower)
-        write_results("federated_throughput", rows)
+        write_results(args.name, rows)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ def main() -> None:
                                  "Client updates per second: fast simulator vs Flower simulation", [
                                      "FedSASRec's client update on beauty (SASRec d=64, 2 blocks, 12,101 items, full-catalogue CE); anchor: Flower 1.41 simulation of a trivial client, 3.2-8.0 ms per client (../shared/ANCHORS.md)"]),
     }
+    specs["federated_throughput_beauty"] = (specs["federated_throughput"][0], specs["federated_throughput"][1]
+                                            + " (beauty workload)", specs["federated_throughput"][2])
     for name, (columns, title, notes) in specs.items():
         path = RESULTS / f"{name}.json"
         if path.exists():
