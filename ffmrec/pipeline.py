@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 
 from ffmrec.config import dump_yaml, to_dict
 from ffmrec.data import load_dataset
@@ -59,19 +60,33 @@ class RunResult:
     summary: dict
 
 
-def _check_out_dir(out_dir: Path, config_text: str) -> None:
+LENGTH_KEYS = (("train", "epochs"), ("federated", "rounds"))
+
+
+def _without_length(data: dict) -> dict:
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, key in LENGTH_KEYS:
+        data.get(section, {}).pop(key, None)
+    return data
+
+
+def _check_out_dir(out_dir: Path, config) -> None:
+    """An existing run folder may only be resumed with the same config; its length (``train.epochs``,
+    ``federated.rounds``) may change, to extend a run or to end it at the epoch/round it has reached."""
     existing = out_dir / "config.yaml"
-    if existing.exists() and existing.read_text(encoding="utf-8") != config_text:
-        raise ConfigError(
-            f"{out_dir} holds a run with a different config: resume it with the same settings, "
-            "or choose a new --out folder."
-        )
+    if existing.exists():
+        old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
+        if _without_length(old) != _without_length(to_dict(config)):
+            raise ConfigError(
+                f"{out_dir} holds a run with a different config: resume it with the same settings (only "
+                "train.epochs and federated.rounds may change), or choose a new --out folder."
+            )
 
 
 def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> RunResult:
     out_dir = Path(out_dir)
     config_text = dump_yaml(to_dict(config))
-    _check_out_dir(out_dir, config_text)
+    _check_out_dir(out_dir, config)
     if config.threads:
         torch.set_num_threads(config.threads)
     dataset = load_dataset(config.dataset, options=config.data)  # fails before anything is written

@@ -126,3 +126,17 @@ def test_entry_point_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("ffmrec: error:") and "Traceback" not in proc.stderr
+
+
+def test_a_run_can_be_extended_by_more_epochs(tiny_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "sasrec", "--dataset", str(tiny_csv), "--out", str(out), "--quiet", "--set", *TINY_MODEL,
+            "train.patience=0"]
+    assert run_cli([*args, "train.epochs=2"], capsys)[0] == 0
+    assert run_cli([*args, "train.epochs=4"], capsys)[0] == 0
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 4
+    fresh = tmp_path / "fresh"
+    assert run_cli([*[a if a != str(out) else str(fresh) for a in args], "train.epochs=4"], capsys)[0] == 0
+    assert json.loads((fresh / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
