@@ -62,3 +62,17 @@ def write_results(name: str, rows: list[dict]) -> Path:
     tmp.replace(out)
     print(f"wrote {out}")
     return out
+
+
+def overrides_for(dataset: str, items: list[str]) -> list[str]:
+    """``key=value`` items for every dataset, plus ``DATASET:key=value`` items for ``dataset`` only."""
+    out = []
+    for item in items:
+        key = item.split("=", 1)[0]
+        if ":" in key:
+            prefix, rest = item.split(":", 1)
+            if prefix == dataset:
+                out.append(rest)
+        else:
+            out.append(item)
+    return out

@@ -6,10 +6,11 @@
 2. Quality: ``ffmrec run sasrec`` and ``ffmrec run fedsasrec`` on each dataset (recipes as shipped, plus ``--set``),
    test HR/NDCG@10/20 under the leave-one-out full-ranking protocol; peak RSS.
 
-    python benchmarks/fedsasrec.py [--datasets beauty ml-1m] [--repeats 3] [--skip-quality] [--skip-cost]
+    python benchmarks/fedsasrec.py [--datasets beauty ml-1m] [--repeats 3] [--skip-quality] [--reuse-cost]
+        [--set [DATASET:]key=value ...] [--central-set [DATASET:]key=value ...]
 
-Runs are resumable: with the same ``--out`` an interrupted benchmark continues where it stopped; ``--skip-cost`` keeps
-the cost rows an earlier invocation wrote to the results file.
+Runs are resumable: with the same ``--out`` an interrupted benchmark continues where it stopped; ``--reuse-cost`` keeps
+the cost rows an earlier invocation wrote to the results file (and measures only the missing ones).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, peak_rss_mb, write_results
+from common import RESULTS, overrides_for, peak_rss_mb, write_results
 
 from ffmrec.data import load_dataset
 from ffmrec.eval.protocol import LeaveOneOut
@@ -79,12 +80,12 @@ def time_round_vs_epoch(name: str, repeats: int, overrides: list[str]) -> dict:
                         "repeats": repeats, "peak_rss_mb": round(peak_rss_mb(), 1)}}
 
 
-def quality(name: str, root: Path, overrides: list[str]) -> list[dict]:
+def quality(name: str, root: Path, overrides: list[str], central: list[str]) -> list[dict]:
     rows = []
     # federated first: the centralized run folder may be shared with benchmarks/sasrec_centralized.py (same --out),
     # in which case the finished, deterministic centralized run is resumed (nothing left to train) rather than redone
     for recipe, setting in (("fedsasrec", "federated"), ("sasrec", "centralized")):
-        config = load_recipe(recipe, name, overrides if recipe == "fedsasrec" else [])
+        config = load_recipe(recipe, name, overrides if recipe == "fedsasrec" else central)
         result = pipeline(config, root / f"{recipe}-{name}")
         s = result.summary
         extra = ({"rounds": s["rounds"], "best_round": s["best_round"], "clients_per_round": config.federated.clients_per_round,
@@ -101,23 +102,26 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["beauty", "ml-1m"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--skip-cost", action="store_true")
-    parser.add_argument("--set", nargs="*", default=[], help="overrides for the fedsasrec recipe")
+    parser.add_argument("--reuse-cost", action="store_true",
+                        help="keep the cost rows already in results/fedsasrec.json; measure only the missing ones")
+    parser.add_argument("--set", nargs="*", default=[], help="fedsasrec recipe overrides: key=value, or DATASET:key=value")
+    parser.add_argument("--central-set", nargs="*", default=[],
+                        help="sasrec recipe overrides (same form), e.g. to match benchmarks/sasrec_centralized.py's run")
     parser.add_argument("--out", default=None, help="keep the run folders here (default: a temp dir)")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="ffmrec-bench-"))
     rows = []
-    if args.skip_cost:  # keep the cost rows an earlier run of this script measured
+    if args.reuse_cost:  # keep the cost rows an earlier run of this script measured
         previous = RESULTS / "fedsasrec.json"
         if previous.exists():
             rows = [r for r in json.loads(previous.read_text())["rows"]
                     if "round_over_centralized_epoch" in r["metrics"] and r["dataset"] in args.datasets]
     for name in args.datasets:
-        if not args.skip_cost:
-            rows.append(time_round_vs_epoch(name, args.repeats, args.set))
+        if not any(r["dataset"] == name for r in rows):
+            rows.append(time_round_vs_epoch(name, args.repeats, overrides_for(name, args.set)))
             write_results("fedsasrec", rows)
         if not args.skip_quality:
-            rows.extend(quality(name, root, args.set))
+            rows.extend(quality(name, root, overrides_for(name, args.set), overrides_for(name, args.central_set)))
             write_results("fedsasrec", rows)
 
 
