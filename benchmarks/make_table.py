@@ -66,13 +66,16 @@ def main() -> None:
     quality = ["HR@10", "NDCG@10", "HR@20", "NDCG@20"]
     specs = {
         "sasrec_centralized": (quality + ["epochs", "best_epoch", "seconds_per_epoch", "peak_rss_mb"],
-                               "Centralized SASRec", [f"protocol: {PROTOCOL}", "max length 50 (Amazon), 200 (MovieLens); full-catalogue cross-entropy"]),
+                               "Centralized SASRec", [f"protocol: {PROTOCOL}", "max length 50 (Amazon), 200 (MovieLens); full-catalogue cross-entropy",
+                               "a run ends by early stopping (patience 3 evaluations, every 2 epochs) or by its epoch budget; the command's DATASET:train.epochs=N ended those runs at the epoch they had reached in this session, so where best_epoch equals epochs the model was still improving",
+                               "ml-1m: the staged partial ratings file (users 1-2999), so not comparable with the full-ML-1M anchor"]),
         "fedsasrec": (quality + ["round_over_centralized_epoch", "round_seconds", "centralized_epoch_seconds", "rounds",
                                  "best_round", "clients_per_round", "epochs", "peak_rss_mb"],
                       "FedSASRec against centralized SASRec (same run)", [f"protocol: {PROTOCOL}",
                       "federated: one client per user, one local SGD step per round, FedAdam on the server; evaluated with the global model plus each user's personal vector",
                       "cost row: one federated round over all users (fast simulator, fused FedAvg path) against one centralized epoch, medians of alternating repeats, torch on 1 thread (OMP_NUM_THREADS=1); written by an earlier invocation of the same script (`--repeats 2`) and kept by `--skip-cost`",
-                      "quality rows: the centralized run is the same deterministic run folder as in the section above (resumed: nothing left to train); wall_seconds in the JSON is that of the resuming invocation"]),
+                      "quality rows: the centralized run is the same deterministic run folder as in the section above (resumed: nothing left to train); wall_seconds in the JSON is that of the resuming invocation",
+                      "ml-1m: 64 clients per round; the run was ended at round 602 by the session's time (ml-1m:federated.rounds=602), like the centralized one at epoch 16: both still improving, so the ml-1m ratio compares two unconverged models"]),
         "federated_throughput": (["clients_per_round", "fast_seconds", "fast_clients_per_second", "flower_sim_seconds",
                                   "flower_sim_clients_per_second", "speedup_vs_flower_sim", "peak_rss_mb"],
                                  "Client updates per second: fast simulator vs Flower simulation", [
