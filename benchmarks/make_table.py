@@ -73,7 +73,7 @@ def main() -> None:
                                  "best_round", "clients_per_round", "epochs", "peak_rss_mb"],
                       "FedSASRec against centralized SASRec (same run)", [f"protocol: {PROTOCOL}",
                       "federated: one client per user, one local SGD step per round, FedAdam on the server; evaluated with the global model plus each user's personal vector",
-                      "cost row: one federated round over all users (fast simulator, fused FedAvg path) against one centralized epoch, medians of alternating repeats, torch on 1 thread (OMP_NUM_THREADS=1); written by an earlier invocation of the same script (`--repeats 2`) and kept by `--skip-cost`",
+                      "cost row: one federated round over all users (fast simulator, fused FedAvg path) against one centralized epoch, medians of alternating repeats, torch on 1 thread (OMP_NUM_THREADS=1); beauty's row was written by an earlier invocation of the same script (`--repeats 2 --set threads=1`) and kept by `--reuse-cost`, ml-1m's by this one (`repeats` in the row)",
                       "quality rows: the centralized run is the same deterministic run folder as in the section above (resumed: nothing left to train); wall_seconds in the JSON is that of the resuming invocation",
                       "ml-1m: 64 clients per round; the run was ended at round 602 by the session's time (ml-1m:federated.rounds=602), like the centralized one at epoch 16: both still improving, so the ml-1m ratio compares two unconverged models"]),
         "federated_throughput": (["clients_per_round", "fast_seconds", "fast_clients_per_second", "flower_sim_seconds",
