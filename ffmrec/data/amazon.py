@@ -21,7 +21,6 @@ and the categories of all category paths, first occurrence first.
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from ffmrec.data.download import REMOTE_FILES, ensure_files
 from ffmrec.data.preprocess import RawInteractions
 from ffmrec.data.source import Source, SourceStatus
-from ffmrec.data.textfile import file_error, line_error, parse_int, read_text
+from ffmrec.data.textfile import file_error, iter_json_lines, line_error, parse_int, read_text
 
 LAYOUT = "user_id item_id item_id ..."
 ITEM_TEXT_FILE = "item_text.jsonl"
@@ -114,13 +113,7 @@ def _raise_first_bad_token(path: Path, tokens: list[list[str]]) -> None:
 def read_item_text(path: Path) -> dict[str, str]:
     """``item_text.jsonl`` as ``{str item id: "title | category, category"}`` (titles HTML-unescaped)."""
     texts = {}
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise line_error(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})", "Each line must be one JSON object") from None
+    for number, record in iter_json_lines(path, "Each line must be one JSON object"):
         if not isinstance(record, dict) or not isinstance(record.get("item_id"), int) or not isinstance(record.get("title"), str):
             raise line_error(
                 path, number, "expected an object with integer 'item_id' and string 'title'",

@@ -15,12 +15,11 @@ this format and are rejected with a hint.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ffmrec.data.source import SourceStatus
-from ffmrec.data.textfile import line_error, read_text
+from ffmrec.data.textfile import iter_json_lines, line_error
 
 FILES = ("test_data.jsonl", "train_subset_raw.jsonl")
 DESCRIPTION = "ReDial dialogues (raw JSON lines; read with ffmrec.data.redial.read_redial): test 1,342 + train subset 1,401"
@@ -56,15 +55,7 @@ def read_redial(path: Path) -> list[Conversation]:
     """Every conversation in a raw ReDial JSON-lines file, in file order (DataError naming the line if malformed)."""
     path = Path(path)
     conversations = []
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise line_error(
-                path, number, f"not valid JSON ({exc.msg} at column {exc.colno})", "Each line must be one complete JSON object (re-download the file)"
-            ) from None
+    for number, record in iter_json_lines(path, "Each line must be one complete JSON object (re-download the file)"):
         try:
             conversations.append(_conversation(record))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,14 @@ def _clip(text: str, width: int = 60) -> str:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split("\n"))
+
+
+def iter_json_lines(path: Path, fix: str):
+    """``(line number, parsed object)`` for every non-blank line of a JSON-lines file; DataError naming the bad line."""
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise line_error(path, number, f"not valid JSON ({exc.msg} at column {exc.colno})", fix) from None
