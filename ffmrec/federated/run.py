@@ -24,11 +24,11 @@ def run_federated(config, dataset, split, out_dir: Path, progress: bool = True) 
     if config.federated.engine == "flower-sim":
         from ffmrec.federated.flower.engine import run_flower_simulation
 
-        return run_flower_simulation(config, out_dir)
+        return run_flower_simulation(config, out_dir, dataset.num_users)
     if config.federated.engine == "flower-deploy":
         from ffmrec.federated.flower.engine import run_flower_deployment
 
-        return run_flower_deployment(config, out_dir)
+        return run_flower_deployment(config, out_dir, dataset.num_users)
     from ffmrec.federated.engines.fast import FastSimulator
 
     task = build_task(config, dataset, split)

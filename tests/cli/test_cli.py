@@ -10,7 +10,7 @@ import yaml
 
 from ffmrec.cli import main
 
-from conftest import TINY_MODEL  # noqa: E402  (tests/cli/conftest.py)
+from cli_helpers import TINY_MODEL
 
 
 def run_cli(args, capsys):
@@ -102,7 +102,7 @@ def test_bad_encoding_is_one_line_exit_2(tmp_path, capsys):
     path = tmp_path / "interactions.csv"
     path.write_bytes(b"user,item,timestamp\nu1,caf\xe9,1\n")
     code, _, err = run_cli(["run", "sasrec", "--dataset", str(path), "--out", str(tmp_path / "run")], capsys)
-    assert code == 2 and "UTF-8" in err or "encoding" in err
+    assert code == 2 and ("UTF-8" in err or "encoding" in err)
 
 
 def test_bad_recipe_yaml(tmp_path, capsys):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TINY_MODEL, write_interactions  # noqa: E402
+from cli_helpers import TINY_MODEL, write_interactions
 
 
 def command(recipe, data, out, extra):

@@ -109,21 +109,15 @@ def run_driver(flat: dict, executor) -> FederatedResult:
                       Path(flat[RUN_DIR_KEY]), config.seed, progress=False)
 
 
-def run_flower_simulation(config, out_dir: Path) -> FederatedResult:
+def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedResult:
     """A whole federated run in Flower's simulation engine (in-process, Ray backend)."""
     from ffmrec.federated.flower.simulation import run_flower_simulation as simulate
 
-    nodes = max(1, min(config.federated.num_supernodes, _num_users(config)))
+    nodes = max(1, min(config.federated.num_supernodes, num_users))
     return simulate(flower_run_config(config, out_dir), nodes)
 
 
-def _num_users(config) -> int:
-    from ffmrec.data import load_dataset
-
-    return load_dataset(config.dataset, options=config.data).num_users
-
-
-def run_flower_deployment(config, out_dir: Path) -> FederatedResult:
+def run_flower_deployment(config, out_dir: Path, num_users: int) -> FederatedResult:
     """A whole federated run on Flower's deployment engine, on this machine: a SuperLink and SuperNodes as separate
     processes on 127.0.0.1, TLS certificates made for the run, SuperNode authentication on (each node's key
     registered). To spread SuperNodes over machines instead, follow the steps in
@@ -135,7 +129,7 @@ def run_flower_deployment(config, out_dir: Path) -> FederatedResult:
 
     result_dir = Path(out_dir).resolve() / "flower-result"
     flat = {**flower_run_config(config, out_dir), "output-dir": str(result_dir)}
-    nodes = max(1, min(config.federated.num_supernodes, _num_users(config)))
+    nodes = max(1, min(config.federated.num_supernodes, num_users))
     try:
         with DeploymentCluster(num_supernodes=nodes, workdir=Path(out_dir).resolve() / "flower-cluster") as cluster:
             cluster.run_app(flat, timeout=config.federated.deploy_timeout)
