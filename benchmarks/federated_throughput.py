@@ -36,7 +36,7 @@ def rounds_for(sizes, num_users):
 
 def throughput_driver(flat: dict, executor) -> dict:
     """Flower ServerApp driver: time each round's train messages (called inside Flower's simulation engine)."""
-    from ffmrec.federated.flower.engine import FlowerEngine, _run_config, _task
+    from ffmrec.federated.engines.flower.engine import FlowerEngine, _run_config, _task
 
     config = _run_config(flat)
     task = _task(config)
@@ -100,8 +100,8 @@ def run_workload(workload: str, sizes: list[int], supernodes: int, skip_flower: 
     fast, shared_params = fast_seconds(config, sizes)
     flower: dict[str, float] = {}
     if not skip_flower:
-        from ffmrec.federated.flower.engine import flower_run_config
-        from ffmrec.federated.flower.simulation import run_flower_simulation
+        from ffmrec.federated.engines.flower.engine import flower_run_config
+        from ffmrec.federated.engines.flower.simulation import run_flower_simulation
 
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         flat = flower_run_config(config, Path(tempfile.mkdtemp(prefix="ffmrec-tput-")))

@@ -22,11 +22,11 @@ def build_task(config, dataset, split) -> SequentialTask:
 def run_federated(config, dataset, split, out_dir: Path, progress: bool = True) -> FederatedResult:
     """Run the driver loop on the configured engine; Flower's engines run the same loop inside their ServerApp."""
     if config.federated.engine == "flower-sim":
-        from ffmrec.federated.flower.engine import run_flower_simulation
+        from ffmrec.federated.engines.flower.engine import run_flower_simulation
 
         return run_flower_simulation(config, out_dir, dataset.num_users)
     if config.federated.engine == "flower-deploy":
-        from ffmrec.federated.flower.engine import run_flower_deployment
+        from ffmrec.federated.engines.flower.engine import run_flower_deployment
 
         return run_flower_deployment(config, out_dir, dataset.num_users)
     from ffmrec.federated.engines.fast import FastSimulator

@@ -1,5 +1,5 @@
 """Flower's deployment engine end to end: a real SuperLink and SuperNodes as separate processes on 127.0.0.1, TLS with
-certificates made for the test, SuperNode authentication on (ffmrec.federated.flower.deployment).
+certificates made for the test, SuperNode authentication on (ffmrec.federated.engines.flower.deploy).
 
 Every process is started by ``DeploymentCluster`` and stopped (with its children) when the module's tests end, also on
 failure; each wait is bounded.
@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffmrec.federated.flower.deployment import EXIT_SUPERNODE_CONNECTION_ERROR, DeploymentCluster, read_result
+from ffmrec.federated.engines.flower.deploy import EXIT_SUPERNODE_CONNECTION_ERROR, DeploymentCluster, read_result
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-TOY = {"task-factory": "ffmrec.federated.flower.toy:build_toy_task",
-       "driver": "ffmrec.federated.flower.toy:fedavg_driver"}
+TOY = {"task-factory": "ffmrec.federated.engines.flower.toy:build_toy_task",
+       "driver": "ffmrec.federated.engines.flower.toy:fedavg_driver"}
 
 
 @pytest.fixture(scope="module")

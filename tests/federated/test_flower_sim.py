@@ -1,4 +1,4 @@
-"""The Flower engines' executor, ClientApp and simulation runner (ffmrec.federated.flower).
+"""The Flower engines' executor, ClientApp and simulation runner (ffmrec.federated.engines.flower).
 
 The first tests drive ``FlowerGridExecutor`` and the real ``client_app`` through an in-process fake ``Grid`` (no Ray,
 well under a second each); the last one runs the whole ServerApp + ClientApp in Flower's simulation engine.
@@ -14,14 +14,14 @@ import pytest
 from flwr.app import Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from ffmrec.federated.flower import records as R
-from ffmrec.federated.flower.apps import make_client_app, write_result
-from ffmrec.federated.flower.deployment import read_result
-from ffmrec.federated.flower.executor import FlowerGridExecutor, NodeDiscoveryError
-from ffmrec.federated.flower.toy import ToyLinearTask, fedavg_driver
+from ffmrec.federated.engines.flower import records as R
+from ffmrec.federated.engines.flower.apps import make_client_app, write_result
+from ffmrec.federated.engines.flower.deploy import read_result
+from ffmrec.federated.engines.flower.executor import FlowerGridExecutor, NodeDiscoveryError
+from ffmrec.federated.engines.flower.toy import ToyLinearTask, fedavg_driver
 
-TOY = {"task-factory": "ffmrec.federated.flower.toy:build_toy_task",
-       "driver": "ffmrec.federated.flower.toy:fedavg_driver"}
+TOY = {"task-factory": "ffmrec.federated.engines.flower.toy:build_toy_task",
+       "driver": "ffmrec.federated.engines.flower.toy:fedavg_driver"}
 
 
 class FakeGrid:
@@ -185,7 +185,7 @@ def test_toy_driver_and_result_files(tmp_path):
 @pytest.mark.timeout(240)
 def test_flower_simulation_engine_runs_two_rounds():
     """ServerApp + ClientApp in Flower's simulation engine (Ray): 6 users on 3 virtual SuperNodes, 2 rounds."""
-    from ffmrec.federated.flower.simulation import run_flower_simulation
+    from ffmrec.federated.engines.flower.simulation import run_flower_simulation
 
     config = {**TOY, "num-users": 6, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0,
               "fail-users": "4"}
@@ -208,7 +208,7 @@ def test_flower_simulation_engine_runs_two_rounds():
 def test_flower_simulation_via_flwr_run_matches_in_process():
     """The same run launched the way flwr 1.41 recommends: `flwr run` against a `flower-superlink --simulation` on a
     free 127.0.0.1 port (started and stopped by the runner). Same seeds, same users: same final model."""
-    from ffmrec.federated.flower.simulation import run_flower_simulation
+    from ffmrec.federated.engines.flower.simulation import run_flower_simulation
 
     config = {**TOY, "num-users": 6, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0}
     via_cli = run_flower_simulation(config, num_supernodes=3, mode="flwr-run", timeout=180)

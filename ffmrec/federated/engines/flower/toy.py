@@ -100,7 +100,7 @@ def _weighted_mean(outcomes) -> dict[str, float]:
 def fedavg_driver(config: dict, executor) -> dict:
     """Stand-in server loop: ``rounds`` (2) rounds of weighted FedAvg over ``clients-per-round`` (all) seeded-sampled
     clients, then an evaluation of every client on stage ``"valid"``. Returns ``{"shared", "initial", "history"}``."""
-    from ffmrec.federated.flower.apps import build_task_cached
+    from ffmrec.federated.engines.flower.apps import build_task_cached
 
     task = build_task_cached(config)
     shared = {k: np.asarray(v) for k, v in task.initial_shared().items()}

@@ -32,8 +32,8 @@ def flower_run_config(config, out_dir: Path) -> dict:
     return {
         CONFIG_KEY: dump_yaml(to_dict(config)),
         RUN_DIR_KEY: str(Path(out_dir).resolve()),
-        "task-factory": "ffmrec.federated.flower.engine:build_task",
-        "driver": "ffmrec.federated.flower.engine:run_driver",
+        "task-factory": "ffmrec.federated.engines.flower.engine:build_task",
+        "driver": "ffmrec.federated.engines.flower.engine:run_driver",
         "client-timeout": float(config.federated.client_timeout),
     }
 
@@ -111,7 +111,7 @@ def run_driver(flat: dict, executor) -> FederatedResult:
 
 def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedResult:
     """A whole federated run in Flower's simulation engine (in-process, Ray backend)."""
-    from ffmrec.federated.flower.simulation import run_flower_simulation as simulate
+    from ffmrec.federated.engines.flower.simulation import run_flower_simulation as simulate
 
     nodes = max(1, min(config.federated.num_supernodes, num_users))
     return simulate(flower_run_config(config, out_dir), nodes)
@@ -121,11 +121,11 @@ def run_flower_deployment(config, out_dir: Path, num_users: int) -> FederatedRes
     """A whole federated run on Flower's deployment engine, on this machine: a SuperLink and SuperNodes as separate
     processes on 127.0.0.1, TLS certificates made for the run, SuperNode authentication on (each node's key
     registered). To spread SuperNodes over machines instead, follow the steps in
-    :mod:`ffmrec.federated.flower.deployment`."""
+    :mod:`ffmrec.federated.engines.flower.deploy`."""
     import dataclasses
 
     from ffmrec.errors import FFMRecError
-    from ffmrec.federated.flower.deployment import DeploymentCluster, DeploymentError, read_result
+    from ffmrec.federated.engines.flower.deploy import DeploymentCluster, DeploymentError, read_result
 
     result_dir = Path(out_dir).resolve() / "flower-result"
     flat = {**flower_run_config(config, out_dir), "output-dir": str(result_dir)}

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 
-from ffmrec.federated.flower import records as R
+from ffmrec.federated.engines.flower import records as R
 
 if TYPE_CHECKING:
     from flwr.serverapp import Grid

@@ -1,8 +1,8 @@
 """Flower ``ServerApp`` and ``ClientApp`` of ffmrec (Flower Message API, flwr 1.41).
 
 ``server_app`` builds the run config from ``context.run_config``, wraps the ``Grid`` in a
-:class:`~ffmrec.federated.flower.executor.FlowerGridExecutor` and hands it to ffmrec's engine-independent driver
-(``ffmrec.federated.flower.engine:run_driver(config, executor)``, which runs ffmrec's own loop
+:class:`~ffmrec.federated.engines.flower.executor.FlowerGridExecutor` and hands it to ffmrec's engine-independent driver
+(``ffmrec.federated.engines.flower.engine:run_driver(config, executor)``, which runs ffmrec's own loop
 :func:`ffmrec.federated.server.run_server`): sampling, aggregation and checkpointing are engine-independent.
 
 ``client_app`` answers three message types:
@@ -19,8 +19,8 @@ once per process and config (``build_task_cached``).
 
 Run-config keys read here (all others are passed through to the task and the driver):
 
-``task-factory``   ``"module:function"`` building the task from the config (default ``ffmrec.federated.flower.engine:build_task``)
-``driver``         ``"module:function"`` running the server loop (default ``ffmrec.federated.flower.engine:run_driver``)
+``task-factory``   ``"module:function"`` building the task from the config (default ``ffmrec.federated.engines.flower.engine:build_task``)
+``driver``         ``"module:function"`` running the server loop (default ``ffmrec.federated.engines.flower.engine:run_driver``)
 ``client-timeout`` seconds to wait for one client's reply (default 300)
 ``num-supernodes`` nodes to wait for at start (default: until every partition has a node)
 ``discovery-timeout`` seconds to wait for them (default 120)
@@ -50,13 +50,13 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
-from ffmrec.federated.flower import records as R
-from ffmrec.federated.flower.executor import FlowerGridExecutor
+from ffmrec.federated.engines.flower import records as R
+from ffmrec.federated.engines.flower.executor import FlowerGridExecutor
 
 log = logging.getLogger("ffmrec.flower")
 
-DEFAULT_TASK_FACTORY = "ffmrec.federated.flower.engine:build_task"
-DEFAULT_DRIVER = "ffmrec.federated.flower.engine:run_driver"
+DEFAULT_TASK_FACTORY = "ffmrec.federated.engines.flower.engine:build_task"
+DEFAULT_DRIVER = "ffmrec.federated.engines.flower.engine:run_driver"
 PERSONAL_KEY = "personal-{uid}"
 
 _TASKS: dict[str, object] = {}

@@ -58,7 +58,7 @@ or set ``PYTHONPATH``. Runtime dependency installation must be off (``FLWR_DISAB
    the one the SuperNode logs (``SuperNode ID: ...``) when it connects.
 
 6. The app. A Flower app is a directory with a ``pyproject.toml``; :func:`write_app_project` generates one whose
-   ``[tool.flwr.app.components]`` point to ``ffmrec.federated.flower.apps:server_app`` / ``:client_app`` and whose
+   ``[tool.flwr.app.components]`` point to ``ffmrec.federated.engines.flower.apps:server_app`` / ``:client_app`` and whose
    ``[tool.flwr.app.config]`` holds the flat run config (``flwr run --run-config`` can only override keys defined
    there). Start it and follow its log until it ends::
 
@@ -74,7 +74,7 @@ temporary directory, and stops every process it started (and their children) on 
         run = cluster.run_app(config, timeout=600)
     print(run.status, read_result(config["output-dir"]))
 
-``python -m ffmrec.federated.flower.deployment --supernodes 2 --config run.json`` does the same from the command line
+``python -m ffmrec.federated.engines.flower.deploy --supernodes 2 --config run.json`` does the same from the command line
 (``--keep`` keeps the link and nodes up until Ctrl-C and prints the commands to use them).
 """
 
@@ -199,8 +199,8 @@ def _toml_value(key: str, value):
 
 
 def write_app_project(app_dir: str | os.PathLike, config: dict, *, name: str = "ffmrec-flower",
-                      server_app: str = "ffmrec.federated.flower.apps:server_app",
-                      client_app: str = "ffmrec.federated.flower.apps:client_app") -> Path:
+                      server_app: str = "ffmrec.federated.engines.flower.apps:server_app",
+                      client_app: str = "ffmrec.federated.engines.flower.apps:client_app") -> Path:
     """Generate a Flower app project (``pyproject.toml`` only) whose components are ffmrec's apps and whose run
     config is ``config`` (``None`` values are left out: Flower has no null)."""
     import tomli_w
@@ -391,7 +391,7 @@ class DeploymentCluster:
     :param node_auth: ``--enable-supernode-auth`` on the SuperLink; every SuperNode gets its own key pair, registered
         with ``flwr supernode register`` before it starts (needs ``tls``).
     :param simulation: start the SuperLink with ``--simulation`` (no SuperNodes: ``flwr run`` then runs the app in
-        Flower's simulation engine, see :mod:`~ffmrec.federated.flower.simulation`).
+        Flower's simulation engine, see :mod:`~ffmrec.federated.engines.flower.simulation`).
     :param workdir: where certificates, keys, logs, the app project and ``FLWR_HOME`` go (default: a temporary
         directory removed on exit unless ``keep_workdir``).
     :param startup_timeout: seconds to wait for the SuperLink and for each SuperNode to connect.
@@ -722,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: start a TLS + node-auth cluster on 127.0.0.1, run one ffmrec app, stop everything."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m ffmrec.federated.flower.deployment", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ffmrec.federated.engines.flower.deploy", description=__doc__.split("\n")[0])
     p.add_argument("--supernodes", type=int, default=2)
     p.add_argument("--config", help="JSON file with the flat run config")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="run-config entries (JSON values)")

@@ -6,14 +6,14 @@ Two launch modes:
     ``flwr.simulation.run_simulation(server_app, client_app, num_supernodes, backend_config=...)``. Still present and
     working in flwr 1.41 (it logs a deprecation warning that recommends ``flwr run``). The ServerApp runs in a thread
     of this process and the ClientApps in a pool of Ray actors. ``run_simulation`` passes an *empty*
-    ``context.run_config``, so the config reaches the apps through :func:`~ffmrec.federated.flower.apps.make_server_app`
-    / :func:`~ffmrec.federated.flower.apps.make_client_app` (closures, pickled into the Ray actors), and the driver's
+    ``context.run_config``, so the config reaches the apps through :func:`~ffmrec.federated.engines.flower.apps.make_server_app`
+    / :func:`~ffmrec.federated.engines.flower.apps.make_client_app` (closures, pickled into the Ray actors), and the driver's
     result comes back directly. The simulation engine sets ``node_config = {"partition-id": i, "num-partitions": N}``
     on each virtual SuperNode.
 
 ``mode="flwr-run"``
     The way Flower 1.41 recommends: a ``flower-superlink --simulation`` started by us on a free 127.0.0.1 port, a
-    generated app project (see :mod:`~ffmrec.federated.flower.deployment`) and
+    generated app project (see :mod:`~ffmrec.federated.engines.flower.deploy`) and
     ``flwr run <app> <connection> --federation-config "num-supernodes=N client-resources-num-cpus=1 ..." --stream``.
     We start our own SuperLink instead of using ``address = ":local:"`` because Flower's managed local SuperLink is a
     detached process on a fixed port (39091, ``FLWR_LOCAL_SUPERLINK_HTTP_API_PORT``) that outlives the command, and it
@@ -51,7 +51,7 @@ def run_flower_simulation(config: dict, num_supernodes: int, *, mode: str = "inp
                           ray_num_cpus: int | None = 2, ray_num_gpus: int | None = None,
                           timeout: float = 600.0, verbose: bool = False):
     """Run ``config`` (the flat run config: task, driver and ``client-timeout`` etc., see
-    :mod:`~ffmrec.federated.flower.apps`) with ``num_supernodes`` virtual SuperNodes; returns the driver's result.
+    :mod:`~ffmrec.federated.engines.flower.apps`) with ``num_supernodes`` virtual SuperNodes; returns the driver's result.
 
     ``mode="flwr-run"`` returns the dict read back from ``output-dir`` (``result.json`` entries plus one dict of
     arrays per ``.npz``); ``timeout`` bounds that mode only (the in-process engine has no overall timeout; each
@@ -73,7 +73,7 @@ def _run_inprocess(config: dict, num_supernodes: int, backend: dict, verbose: bo
     import ray
     from flwr.simulation import run_simulation
 
-    from ffmrec.federated.flower.apps import make_client_app, make_server_app
+    from ffmrec.federated.engines.flower.apps import make_client_app, make_server_app
 
     results: list = []
     server_app = make_server_app(config, on_result=results.append)
@@ -92,7 +92,7 @@ def _run_inprocess(config: dict, num_supernodes: int, backend: dict, verbose: bo
 
 def _run_flwr_run(config: dict, num_supernodes: int, num_cpus_per_client: float, num_gpus_per_client: float,
                   ray_num_cpus: int | None, timeout: float, verbose: bool):
-    from ffmrec.federated.flower.deployment import DeploymentCluster, read_result
+    from ffmrec.federated.engines.flower.deploy import DeploymentCluster, read_result
 
     with tempfile.TemporaryDirectory(prefix="ffmrec-flwr-sim-") as tmp:
         out_dir = Path(config.get("output-dir") or os.path.join(tmp, "out"))
