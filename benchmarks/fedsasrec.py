@@ -33,7 +33,7 @@ from ffmrec.federated.run import build_task
 from ffmrec.federated.strategies import FedAdam
 from ffmrec.pipeline import pipeline
 from ffmrec.recipes import load_recipe
-from ffmrec.train.batching import iterate_batches
+from ffmrec.data.batching import iterate_batches
 
 
 def time_round_vs_epoch(name: str, repeats: int, overrides: list[str]) -> dict:

@@ -16,41 +16,15 @@ import yaml
 
 from ffmrec.config import dump_yaml, to_dict
 from ffmrec.data import load_dataset
-from ffmrec.data.preprocess import DataOptions
 from ffmrec.errors import ConfigError
 from ffmrec.eval.protocol import LeaveOneOut
-from ffmrec.eval.ranking import EvalConfig
-from ffmrec.federated.config import FederatedConfig
 from ffmrec.federated.sampling import resolve_clients_per_round
-from ffmrec.models.sasrec import SASRec, SASRecConfig
+from ffmrec.methods import RunConfig, resolve_method
 from ffmrec.report import write_report
-from ffmrec.train.trainer import TrainConfig, train
+from ffmrec.train.trainer import train
 from ffmrec.utils.io import atomic_write_text, write_json
 
-METHODS = {"sasrec": "centralized", "fedsasrec": "federated"}
-
-
-@dataclass
-class RunConfig:
-    """Everything one run needs; a recipe file is just these fields."""
-
-    method: str = field(default="sasrec", metadata={"help": "sasrec (centralized) or fedsasrec (federated, one client per user)."})
-    dataset: str = field(default="beauty", metadata={"help": "A dataset name from 'ffmrec datasets', or a path to an interactions CSV/Parquet file."})
-    seed: int = field(default=42, metadata={"help": "Seed of every random draw in the run."})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (null = torch's default)."})
-    data: DataOptions = field(default_factory=DataOptions, metadata={"help": "Filtering of the raw interactions."})
-    model: SASRecConfig = field(default_factory=SASRecConfig, metadata={"help": "The SASRec backbone."})
-    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Centralized training (method=sasrec)."})
-    federated: FederatedConfig = field(default_factory=FederatedConfig, metadata={"help": "Federated training (method=fedsasrec)."})
-    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "The leave-one-out full-ranking protocol."})
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r} is unknown: use one of {', '.join(METHODS)}.")
-
-    @property
-    def setting(self) -> str:
-        return METHODS[self.method]
+__all__ = ["RunConfig", "RunResult", "pipeline"]
 
 
 @dataclass
@@ -96,17 +70,23 @@ def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> R
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.yaml", config_text)
     t0 = time.perf_counter()
+    method = resolve_method(config.method)
     if config.setting == "centralized":
+        task = method.build_task(config, dataset, split)
         torch.manual_seed(config.seed)
-        model = SASRec(config.model, dataset.num_items)
-        res = train(model, split, config.train, config.eval, out_dir, config.seed, progress)
+        model = task.build_model(1)
+        hooks = {}
+        if method.centralized_objective is not None:  # e.g. cl4srec: the task's objective over augmented batches
+            objective, make_batches = method.centralized_objective(config, model, split)
+            hooks = {"objective": objective, "make_batches": make_batches}
+        res = train(model, split, config.train, config.eval, out_dir, config.seed, progress, **hooks)
         metrics = res.test
         summary = {"best_epoch": res.best_epoch, "epochs": res.epochs_run, "seconds_per_epoch": res.seconds_per_epoch,
                    "best_valid": res.best_valid}
     else:
         from ffmrec.federated.run import run_federated
 
-        res = run_federated(config, dataset, split, out_dir, progress)
+        res = run_federated(config, method.build_task(config, dataset, split), out_dir, progress)
         metrics = res.test
         summary = {"best_round": res.best_round, "rounds": res.rounds_run, "seconds_per_round": res.seconds_per_round,
                    "failed_clients": res.failures, "best_valid": res.best_valid}

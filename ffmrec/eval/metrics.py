@@ -85,6 +85,22 @@ def hits_at_k(recommended: Sequence, relevant: Collection, k: int) -> float:
     return float(any(item in relevant for item in _top_k(recommended, k)))
 
 
+def micro_precision_recall_f1(hits: np.ndarray, predicted: np.ndarray, relevant: np.ndarray) -> tuple[float, float, float]:
+    """Micro-averaged set precision, recall and F1 over users: ``P = sum(hits) / sum(predicted)``,
+    ``R = sum(hits) / sum(relevant)``, ``F1 = 2PR / (P + R)`` (each 0 when its denominator is 0).
+
+    ``hits[u]`` counts user ``u``'s predictions that are relevant, ``predicted[u]`` the predictions made (a user whose
+    prediction failed or came back empty still counts the K it owed), ``relevant[u]`` the size of its relevant set.
+    Micro averaging weighs every prediction and every relevant item alike, as in conversational recommendation.
+    """
+    hits, predicted, relevant = (np.asarray(a, dtype=np.float64) for a in (hits, predicted, relevant))
+    if np.any(hits < 0) or np.any(hits > predicted) or np.any(hits > relevant):
+        raise ValueError("hits must lie in [0, min(predicted, relevant)] for every user")
+    p = float(hits.sum() / predicted.sum()) if predicted.sum() > 0 else 0.0
+    r = float(hits.sum() / relevant.sum()) if relevant.sum() > 0 else 0.0
+    return p, r, (0.0 if p + r == 0 else 2 * p * r / (p + r))
+
+
 def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
     """The standard flat dict ``{"HR@10": ..., "NDCG@10": ..., ..., "MRR": ...}`` for one-target ranks."""
     out: dict[str, float] = {}

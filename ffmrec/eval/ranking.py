@@ -10,17 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 import torch
 
+from ffmrec.data.batching import pad_histories
 from ffmrec.errors import ConfigError
 from ffmrec.eval.metrics import ranking_metrics
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1-based pessimistic ranks ``(B,)`` of ``targets`` ``(B,)`` under ``scores`` ``(B, N)``; ``-inf`` never outranks."""
+    """1-based pessimistic ranks ``(B,)`` of ``targets`` ``(B,)`` under ``scores`` ``(B, N)``; ``-inf`` never outranks.
+
+    A target scored NaN ranks last (``N``: a miss at every cut-off), with a warning; other NaN scores never outrank.
+    """
     target_scores = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
-    higher_or_tied = (scores >= target_scores).sum(dim=1)  # counts the target itself once
+    higher_or_tied = (scores >= target_scores).sum(dim=1)  # counts the target itself once; NaN compares False
+    nan_target = torch.isnan(target_scores[:, 0])
+    if bool(nan_target.any()):
+        warnings.warn(f"{int(nan_target.sum())} target(s) scored NaN: ranked last (a miss); check the model for "
+                      "non-finite parameters.", RuntimeWarning, stacklevel=2)
+        higher_or_tied = torch.where(nan_target, torch.full_like(higher_or_tied, scores.shape[1]), higher_or_tied)
     return higher_or_tied.clamp(min=1)
 
 
@@ -29,17 +40,6 @@ def exclude_history(scores: torch.Tensor, histories: torch.Tensor, targets: torc
     target_scores = scores.gather(1, targets.unsqueeze(1))  # a repeated item must still be found
     scores = scores.scatter(1, histories, float("-inf"))
     return scores.scatter(1, targets.unsqueeze(1), target_scores)
-
-
-def pad_left(sequences: Sequence[np.ndarray], max_len: int) -> torch.Tensor:
-    """Left-pad (and left-truncate) histories to a ``(B, min(max_len, longest))`` LongTensor."""
-    width = max(1, min(max_len, max((len(s) for s in sequences), default=1)))
-    out = np.zeros((len(sequences), width), dtype=np.int64)
-    for i, s in enumerate(sequences):
-        s = s[-width:]
-        if len(s):
-            out[i, width - len(s):] = s
-    return torch.from_numpy(out)
 
 
 @torch.no_grad()
@@ -57,11 +57,11 @@ def rank_targets(
     ranks = np.empty(len(targets), dtype=np.int64)
     for start in range(0, len(targets), batch_size):
         sl = slice(start, start + batch_size)
-        input_ids = pad_left(histories[sl], max_len)
+        input_ids = pad_histories(histories[sl], max_len)
         t = torch.as_tensor(targets[sl], dtype=torch.long)
         scores = score_fn({"input_ids": input_ids, "users": torch.as_tensor(users[sl], dtype=torch.long)})
         if mask_history:
-            full = pad_left(histories[sl], max(len(h) for h in histories[sl]))
+            full = pad_histories(histories[sl], max(len(h) for h in histories[sl]))
             scores = exclude_history(scores, full, t)
         ranks[sl] = target_ranks(scores, t).numpy()
     return ranks

@@ -97,11 +97,59 @@ def _mean_over_clients(updates: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+class WeightedSum:
+    """The running example-weighted sum of client updates: the one weighted mean of ffmrec.
+
+    Every engine and strategy averages through it: clients (or partial sums of clients, e.g. a fused chunk or a
+    SuperNode's cohort) are added in client order, accumulated in float64, and :meth:`mean` divides once::
+
+        mean = sum_c n_c * u_c / sum_c n_c        (McMahan et al., AISTATS 2017)
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.weight = 0.0
+        self.loss = 0.0  # sum_c n_c * loss_c
+        self.count = 0  # clients added
+
+    def add(self, update: Mapping[str, torch.Tensor], weight: float, loss: float = 0.0) -> None:
+        """One client's update ``u_c`` with weight ``n_c``."""
+        self.add_sum({k: v.to(_ACC) * float(weight) for k, v in update.items()}, float(weight), float(weight) * loss, 1)
+
+    def add_stacked(self, stacked: Mapping[str, torch.Tensor], weights: torch.Tensor,
+                    losses: torch.Tensor | None = None) -> None:
+        """Clients' updates stacked ``(C, *S)`` with weights ``(C,)``, in client order."""
+        w = torch.as_tensor(weights, dtype=_ACC)
+        sums = {k: torch.tensordot(w, v.to(_ACC), dims=1) for k, v in stacked.items()}
+        loss = float((w * torch.as_tensor(losses, dtype=_ACC)).sum()) if losses is not None else 0.0
+        self.add_sum(sums, float(w.sum()), loss, len(w))
+
+    def add_sum(self, weighted: Mapping[str, torch.Tensor], weight: float, loss_sum: float = 0.0,
+                count: int = 1) -> None:
+        """A partial sum ``sum_c n_c * u_c`` over ``count`` clients whose weights add up to ``weight``."""
+        for k, v in weighted.items():
+            v = v.to(_ACC)
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.weight += float(weight)
+        self.loss += float(loss_sum)
+        self.count += int(count)
+
+    def mean(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        if self.weight <= 0:
+            raise ValueError("the weighted mean of no clients (total weight 0) is undefined; aggregate only rounds "
+                             "with at least one result.")
+        return {k: (v / self.weight).to(dtype) for k, v in self.sums.items()}
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.weight if self.weight > 0 else float("nan")
+
+
 def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Example-weighted mean of client updates (FedAvg).
 
     McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized Data", AISTATS 2017:
-    ``sum_c n_c * u_c / sum_c n_c``.
+    ``sum_c n_c * u_c / sum_c n_c``, through :class:`WeightedSum`.
 
     Args:
         updates: ``(C, *S)`` stacked client updates.
@@ -112,10 +160,9 @@ def weighted_mean(updates: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """
     num_clients = _check_stack(updates)
     w = _check_weights(weights, num_clients)
-    acc = torch.zeros(updates.shape[1:], dtype=_ACC, device=updates.device)  # (*S)
-    for c in range(num_clients):
-        acc += w[c] * updates[c].to(_ACC)
-    return (acc / w.sum()).to(updates.dtype)
+    acc = WeightedSum()
+    acc.add_stacked({"u": updates}, w)
+    return acc.mean(updates.dtype)["u"]
 
 
 def rowwise_weighted_mean(updates: torch.Tensor, weights: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:

@@ -6,33 +6,37 @@ parameters that belong to the user; they never leave the device). Given the glob
 targets) and its loss.
 
 :func:`local_update` is a pure function of tensors built on ``torch.func``: the Flower engines call it for one client,
-and the fast simulator calls the very same function under ``torch.func.vmap`` for many clients at once.
+and the fast simulator calls the very same function under ``torch.func.vmap`` for many clients at once. Tasks whose
+model cannot be vmapped (a Hugging Face model with PEFT adapters) bring a stateful trainer instead
+(:meth:`ffmrec.tasks.base.ClientTask.train_stateful`); the engines call either through one entry,
+:class:`ffmrec.federated.engines.cohort.Cohort`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch.func import functional_call, grad_and_value
+from torch.func import grad_and_value
+from torch.utils._pytree import tree_map
 
 from ffmrec.errors import ConfigError
-from ffmrec.models.base import Recommender
 
 
 @dataclass
 class ClientConfig:
     """Local training on a device, sent to clients every round."""
 
-    local_epochs: int = field(default=1, metadata={"help": "Passes over the user's own history per round (one gradient step each: a client holds one sequence)."})
+    local_steps: int = field(default=1, metadata={"help": "Local gradient steps per round, each on the client's whole prepared data (for a sequential task: one pass over the user's history)."})
     lr: float = field(default=1.0, metadata={"help": "Local learning rate of the shared parameters."})
     personal_lr: float = field(default=0.001, metadata={"help": "Learning rate of the personal parameters (kept on the device)."})
     optimizer: str = field(default="sgd", metadata={"help": "'sgd' or 'adam' for the shared parameters; the local optimizer starts fresh every round."})
     proximal_mu: float = field(default=0.0, metadata={"help": "FedProx proximal term mu/2 * ||w - w_global||^2 (0 = off)."})
 
     def __post_init__(self) -> None:
-        if self.local_epochs < 1:
-            raise ConfigError(f"client.local_epochs={self.local_epochs} must be >= 1.")
+        if self.local_steps < 1:
+            raise ConfigError(f"federated.client.local_steps={self.local_steps} must be >= 1.")
         if self.lr <= 0 or self.personal_lr < 0:
             raise ConfigError(f"client.lr={self.lr} must be > 0 and client.personal_lr={self.personal_lr} >= 0.")
         if self.optimizer not in ("sgd", "adam"):
@@ -54,30 +58,30 @@ def _adam(p, g, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8):
 
 
 def local_update(
-    model: Recommender,
+    objective: Callable[[dict[str, torch.Tensor], dict], torch.Tensor],
     shared: dict[str, torch.Tensor],
     personal: dict[str, torch.Tensor],
-    batch: dict[str, torch.Tensor],
+    example: dict,
     cfg: ClientConfig,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
     """Train one client; returns ``(shared delta, new personal params, loss at the first step)``.
 
-    ``batch`` holds ONE user's example without a batch dimension (``input_ids``/``targets`` ``(T,)``, ``users`` ``()``),
-    so that ``vmap`` can map it over clients. ``personal`` holds the user's own rows (``(1, ...)`` each) and the batch's
-    user index is 0 into them. ``model`` supplies the architecture; its own parameter values are not used.
+    ``example`` is ONE client's prepared input without a batch dimension (what its task's ``prepare`` built), so that
+    ``vmap`` can map it over clients; it gets a batch dimension of 1 here. ``personal`` holds the client's own rows
+    (``(1, ...)`` each; the example's user index is 0 into them). ``objective(params, batch)`` is the task's local
+    objective, a pure function of the parameters.
     """
-    batch = {k: v.unsqueeze(0) for k, v in batch.items()}  # (1, T)
-    batch["users"] = torch.zeros_like(batch["users"])
+    batch = tree_map(lambda v: v.unsqueeze(0), example)
 
     def loss_fn(s, p):
-        return functional_call(model, {**s, **p}, (batch,), {"compact": False})
+        return objective({**s, **p}, batch)
 
     step_fn = grad_and_value(loss_fn, argnums=(0, 1))
     w = dict(shared)
     own = dict(personal)
     moments = {k: (torch.zeros_like(t), torch.zeros_like(t)) for k, t in w.items()} if cfg.optimizer == "adam" else {}
     first_loss = None
-    for step in range(1, cfg.local_epochs + 1):
+    for step in range(1, cfg.local_steps + 1):
         (g_shared, g_personal), loss = step_fn(w, own)
         first_loss = loss if first_loss is None else first_loss
         for k in w:

@@ -9,6 +9,7 @@ from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.strategies import STRATEGIES
 
 ENGINES = ("fast", "flower-sim", "flower-deploy")
+MESSAGE_MODES = ("cohort", "per-user")
 
 
 @dataclass
@@ -33,11 +34,20 @@ class FederatedConfig:
     client_timeout: float = field(default=300.0, metadata={"help": "Flower engines: seconds to wait for a client's reply before counting it failed."})
     num_supernodes: int = field(default=8, metadata={"help": "Flower engines: SuperNodes; users are spread over them (user u on node u mod n)."})
     deploy_timeout: float = field(default=3600.0, metadata={"help": "Flower deployment: seconds the whole run may take before it is stopped."})
+    message_mode: str = field(default="cohort", metadata={"help": "Flower engines: 'cohort' (one message per SuperNode per round carrying its sampled users; the node trains them vectorised) or 'per-user' (one message per user: one device per SuperNode, the real cross-device case)."})
+    max_client_weight: int | None = field(default=None, metadata={"help": "Largest weight (examples) a client may claim; a record above it is rejected (null = the task's own bound, e.g. model.max_len for sequences)."})
+    client_clip_norm: float | None = field(default=None, metadata={"help": "Client-side transform: each client clips its whole update to this L2 norm before sending (null = off)."})
+    record_rounds: list[int] = field(default_factory=list, metadata={"help": "Rounds whose per-client records are saved to RUN/egress/ for offline attacks (e.g. [1, 100])."})
+    audit: bool = field(default=False, metadata={"help": "Egress audit: fail the run if a client sends anything but the declared shared tensors (no raw data, personal rows or prepared views)."})
     client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ConfigError(f"federated.engine={self.engine!r} is unknown: use one of {', '.join(ENGINES)}.")
+        if self.message_mode not in MESSAGE_MODES:
+            raise ConfigError(f"federated.message_mode={self.message_mode!r} is unknown: use 'cohort' or 'per-user'.")
+        if self.max_client_weight is not None and self.max_client_weight < 1:
+            raise ConfigError(f"federated.max_client_weight={self.max_client_weight} must be >= 1 (or null).")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"federated.strategy={self.strategy!r} is unknown: use one of {', '.join(STRATEGIES)}.")
         if self.rounds < 1 or self.eval_every < 1 or self.chunk_size < 1 or self.min_clients < 1:

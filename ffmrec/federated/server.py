@@ -1,9 +1,13 @@
 """The driver loop of every federated run, whatever the engine.
 
 Each round: sample exactly ``clients_per_round`` clients from ``(seed, round)``, let the strategy configure them, have
-the engine run their updates, aggregate, apply, validate now and then, log a line to ``history.jsonl`` and checkpoint
-(global parameters, strategy state, the simulated devices' state, early-stopping state). All randomness is derived from
-``(seed, round, client)``, so a run killed with ``kill -9`` and started again ends with exactly the same result.
+the engine run their updates, check every record against what the task declared (a record that fails is its client's
+failure), hand the round to the observers, aggregate (the one weighted sum, or the strategy's robust rule), apply,
+validate now and then (the devices keep their personal state of the best round), log a line to ``history.jsonl`` and
+checkpoint (global and best parameters, strategy, the simulated devices' state, observers, early-stopping state). All
+randomness is derived from ``(seed, round, client)``, so a run killed with ``kill -9`` and started again ends with
+exactly the same result. The test metrics pair the best round's shared parameters with the devices' personal state of
+that same round.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ffmrec.errors import FFMRecError
-from ffmrec.eval.metrics import ranking_metrics
+from ffmrec.federated.aggregation import WeightedSum
 from ffmrec.federated.config import FederatedConfig
-from ffmrec.federated.engines.base import Engine, Params
+from ffmrec.federated.engines.base import Engine, RoundResult
+from ffmrec.federated.observers.base import Observer
+from ffmrec.federated.records import RecordError, check_partial, check_record
 from ffmrec.federated.sampling import resolve_clients_per_round, sample_clients
 from ffmrec.federated.strategies import Strategy
+from ffmrec.tasks.base import ClientTask, Params
 from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
 
 
@@ -40,70 +48,129 @@ def _validation_users(num_clients: int, cfg: FederatedConfig, seed: int) -> np.n
     return np.sort(np.random.default_rng((seed, 0xE7A1)).choice(num_clients, cfg.eval_users, replace=False))
 
 
+def check_round(result: RoundResult, specs, max_weight: int) -> RoundResult:
+    """Keep the records and partial sums that match the task's declaration; the others become their clients'
+    failures, with the reason."""
+    good = RoundResult(failures=list(result.failures))
+    for record in result.records:
+        try:
+            check_record(record, specs, max_weight)
+            good.records.append(record)
+        except RecordError as e:
+            good.failures.append((record.client_id, f"rejected record: {e}"))
+    for partial in result.partials:
+        try:
+            check_partial(partial, specs, max_weight)
+            good.partials.append(partial)
+        except RecordError as e:
+            good.failures.extend((c, f"rejected partial sum: {e}") for c in partial.client_ids)
+    return good
+
+
+def aggregate(result: RoundResult, strategy: Strategy) -> tuple[Params, float, int]:
+    """``(delta, mean loss, clients)`` of a checked round: the weighted mean for a linear strategy, else the
+    strategy's own rule over the stacked records."""
+    acc = WeightedSum()
+    for partial in result.partials:
+        acc.add_sum(partial.sums, partial.weight, partial.loss_sum, partial.count)
+    records = sorted(result.records, key=lambda r: r.client_id)  # client order, whatever the engine's order
+    if records:
+        stacked = {k: torch.stack([r.tensors[k] for r in records]) for k in records[0].tensors}
+        weights = torch.tensor([r.weight for r in records], dtype=torch.float64)
+        losses = torch.tensor([r.metrics.get("loss", 0.0) for r in records], dtype=torch.float64)
+        acc.add_stacked(stacked, weights, losses)
+        if not strategy.linear:
+            return strategy.aggregate(stacked, weights.float()), acc.mean_loss, acc.count
+    return acc.mean(), acc.mean_loss, acc.count
+
+
 def run_server(
-    num_clients: int,
-    initial: Params,
+    task: ClientTask,
     engine: Engine,
     strategy: Strategy,
     cfg: FederatedConfig,
-    ks: tuple[int, ...],
     out_dir: Path,
     seed: int,
+    observers: list[Observer] = (),
     progress: bool = True,
 ) -> FederatedResult:
+    num_clients = task.num_clients
     per_round = resolve_clients_per_round(num_clients, cfg.clients_per_round, cfg.fraction)
-    watch = "NDCG@10" if 10 in ks else f"NDCG@{ks[0]}"
+    specs = task.shared_specs()
+    max_weight = cfg.max_client_weight or task.max_weight
     valid_users = _validation_users(num_clients, cfg, seed)
     history = History(out_dir / "history.jsonl")
-    state = {"round": 0, "best": -1.0, "best_round": 0, "best_valid": {}, "seconds": 0.0, "failures": 0,
+    state = {"round": 0, "best": -float("inf"), "best_round": 0, "best_valid": {}, "seconds": 0.0, "failures": 0,
              "ok_rounds": 0}
-    params, best_params = initial, initial
+    params = best_params = task.initial_shared()
     ckpt = load_checkpoint(out_dir / "server.pt")
     if ckpt is not None:
         params, best_params, state = ckpt["params"], ckpt["best_params"], ckpt["state"]
         strategy.load_state_dict(ckpt["strategy"])
         engine.load_state_dict(ckpt["engine"])
+        for obs, obs_state in zip(observers, ckpt.get("observers", [])):
+            obs.load_state_dict(obs_state)
         history.truncate(state["round"])
+    watch = None
     bar = tqdm(total=cfg.rounds, initial=state["round"], desc="rounds", disable=not progress, dynamic_ncols=True)
     while state["round"] < cfg.rounds:
         rnd = state["round"] + 1
         t0 = time.perf_counter()
         clients = sample_clients(num_clients, per_round, rnd, seed)
         client_cfg = strategy.configure_round(rnd, cfg.client)
-        result = engine.train_round(rnd, clients, params, client_cfg, need_updates=not strategy.linear)
-        line = {"round": rnd, "clients": len(clients), "ok": result.num_ok, "failed": len(result.failures)}
+        want_records = not strategy.linear or any(o.needs_records(rnd) for o in observers)
+        result = check_round(engine.train_round(rnd, clients, params, client_cfg, want_records), specs, max_weight)
+        ok = len(result.records) + sum(p.count for p in result.partials)
+        line = {"round": rnd, "clients": len(clients), "ok": ok, "failed": len(result.failures)}
         if result.failures:
-            line["errors"] = sorted({err for _, err in result.failures})[:3]
-        if result.num_ok >= cfg.min_clients:
-            delta = result.mean_delta if strategy.linear else strategy.aggregate(result.deltas, result.weights)
+            line["errors"] = sorted({err.splitlines()[0] for _, err in result.failures})[:3]
+        for obs in observers:
+            obs.on_round(rnd, clients, params, result, line)
+        if ok >= cfg.min_clients:
+            delta, line["loss"], _ = aggregate(result, strategy)
             params = strategy.apply(params, delta)
-            line["loss"] = result.loss
             state["ok_rounds"] += 1
         else:
-            line["skipped"] = f"only {result.num_ok} clients succeeded (min_clients={cfg.min_clients})"
+            line["skipped"] = f"only {ok} clients succeeded (min_clients={cfg.min_clients})"
         seconds = time.perf_counter() - t0
         state["seconds"] += seconds
         state["failures"] += len(result.failures)
         line["seconds"] = round(seconds, 4)
         if rnd % cfg.eval_every == 0 or rnd == cfg.rounds:
-            valid = ranking_metrics(engine.rank("valid", params, valid_users), ks)
+            valid = task.summarize(engine.evaluate("valid", params, valid_users, server_round=rnd))
+            watch = watch or _watched(valid)
             line.update({f"valid/{k}": v for k, v in valid.items()})
             if valid[watch] > state["best"]:
                 state.update(best=valid[watch], best_round=rnd, best_valid=valid)
                 best_params = params
+                engine.mark_best(rnd)
         state["round"] = rnd
         history.append(line)
         save_checkpoint(out_dir / "server.pt", {
             "params": params, "best_params": best_params, "state": state,
             "strategy": strategy.state_dict(), "engine": engine.state_dict(),
+            "observers": [o.state_dict() for o in observers],
         })
         bar.update(1)
         bar.set_postfix(loss=f"{line.get('loss', float('nan')):.3f}", best=f"{state['best']:.4f}")
     bar.close()
     if state["ok_rounds"] == 0:
         raise FFMRecError(f"no round of the run in {out_dir} succeeded: see {history.path} for the clients' errors.")
-    test = ranking_metrics(engine.rank("test", best_params, np.arange(num_clients)), ks)
+    if state["best_round"] == 0:  # never validated (a run ended before its first validation): test the last round
+        best_params = params
+        engine.mark_best(state["round"])
+        state["best_round"] = state["round"]
+    test = task.summarize(engine.evaluate("test", best_params, np.arange(num_clients), best=True,
+                                          server_round=state["round"]))
     return FederatedResult(
         rounds_run=state["round"], best_round=state["best_round"], best_valid=state["best_valid"], test=test,
         seconds_per_round=state["seconds"] / max(state["round"], 1), failures=state["failures"],
     )
+
+
+def _watched(metrics: dict[str, float]) -> str:
+    """The validation metric that picks the best round: NDCG@10 (ranking) or F1 / Hits@10 (set-based)."""
+    for key in ("NDCG@10", "F1", "Hits@10"):
+        if key in metrics:
+            return key
+    return sorted(metrics)[0]

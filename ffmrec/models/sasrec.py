@@ -9,6 +9,10 @@ simulator trim every batch to its longest history:
 
 - positions are right-aligned: the most recent item always gets position ``max_len - 1``;
 - attention masks padded keys (each position may also attend to itself, so no softmax row is empty).
+
+Dropout masks and sampled negatives come from ``batch["noise"]`` when the batch has it (uniform numbers a federated
+client draws from its own ``(seed, round, client)``; see :meth:`SASRec.noise_shapes`), and from torch's generator
+otherwise (centralized training).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class SASRecConfig:
     loss: str = field(default="ce", metadata={"help": "'ce' (full-catalogue cross-entropy), 'bce' (one sampled negative per position, as in the paper) or 'sampled_ce' (softmax over the target and num_negatives sampled items)."})
     num_negatives: int = field(default=256, metadata={"help": "Negatives per position for loss='sampled_ce'."})
     user_embedding: bool = field(default=False, metadata={"help": "Add a personal user vector to the sequence representation (a personal parameter: it never leaves the user's device)."})
+    mask_token: bool = field(default=False, metadata={"help": "Add a learned mask item (id num_items + 1) that inputs may contain but that is never scored (CL4SRec's mask augmentation)."})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -53,6 +58,15 @@ class SASRecConfig:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer.")
 
 
+def dropout(x: torch.Tensor, p: float, training: bool, u: torch.Tensor | None) -> torch.Tensor:
+    """Inverted dropout; with ``u`` (uniform noise shaped like ``x``) the mask is ``u >= p``, else torch draws it."""
+    if not training or p == 0.0:
+        return x
+    if u is None:
+        return F.dropout(x, p, True)
+    return x * (u >= p).to(x.dtype) / (1.0 - p)
+
+
 class Block(nn.Module):
     """Pre-LayerNorm Transformer block: masked self-attention then a position-wise feed-forward, both residual."""
 
@@ -65,10 +79,12 @@ class Block(nn.Module):
         self.ln_ff = nn.LayerNorm(cfg.hidden_size)
         self.ff_in = nn.Linear(cfg.hidden_size, cfg.inner_size)
         self.ff_out = nn.Linear(cfg.inner_size, cfg.hidden_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.p = cfg.dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, noise: dict[str, torch.Tensor] | None = None,
+                prefix: str = "") -> torch.Tensor:
         # x: (B, T, d); mask: (B, 1, T, T) True where a query may attend to a key
+        noise = noise or {}
         B, T, d = x.shape
         hs = d // self.num_heads
         q, k, v = self.qkv(self.ln_attn(x)).split(d, dim=-1)
@@ -77,9 +93,10 @@ class Block(nn.Module):
         v = v.view(B, T, self.num_heads, hs).transpose(1, 2)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
         att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = (self.dropout(att) @ v).transpose(1, 2).reshape(B, T, d)
-        x = x + self.dropout(self.proj(y))
-        x = x + self.dropout(self.ff_out(F.gelu(self.ff_in(self.ln_ff(x)))))
+        att = dropout(att, self.p, self.training, noise.get(prefix + "att"))
+        y = (att @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + dropout(self.proj(y), self.p, self.training, noise.get(prefix + "proj"))
+        x = x + dropout(self.ff_out(F.gelu(self.ff_in(self.ln_ff(x)))), self.p, self.training, noise.get(prefix + "ff"))
         return x
 
 
@@ -92,9 +109,12 @@ class SASRec(Recommender):
             raise ConfigError("model.user_embedding=true needs the number of users (num_users >= 1).")
         self.cfg = cfg
         self.num_items = num_items
-        self.item_emb = nn.Embedding(num_items + 1, cfg.hidden_size, padding_idx=0)
+        self.max_len = cfg.max_len
+        self.embedding_parameters = ("item_emb.weight",)
+        self.loss_is_position_mean = True  # ce, bce and sampled_ce: a mean over positions of per-position terms
+        self.mask_token_id = num_items + 1 if cfg.mask_token else None
+        self.item_emb = nn.Embedding(num_items + 1 + int(cfg.mask_token), cfg.hidden_size, padding_idx=0)  # 0: padding
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden_size)
-        self.emb_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.ln_out = nn.LayerNorm(cfg.hidden_size)
         if cfg.user_embedding:
@@ -112,30 +132,53 @@ class SASRec(Recommender):
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
 
-    def encode(self, input_ids: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+    def noise_shapes(self, length: int) -> dict[str, tuple[int, ...]]:
+        cfg, shapes = self.cfg, {}
+        if cfg.dropout > 0:
+            shapes["emb"] = (length, cfg.hidden_size)
+            for i in range(cfg.num_layers):
+                shapes[f"b{i}.att"] = (cfg.num_heads, length, length)
+                shapes[f"b{i}.proj"] = (length, cfg.hidden_size)
+                shapes[f"b{i}.ff"] = (length, cfg.hidden_size)
+        if cfg.loss == "bce":
+            shapes["negatives"] = (length,)
+        elif cfg.loss == "sampled_ce":
+            shapes["negatives"] = (cfg.num_negatives,)
+        return shapes
+
+    def noise_time_axes(self) -> dict[str, tuple[int, ...]]:
+        axes = {"emb": (0,), "negatives": (0,) if self.cfg.loss == "bce" else ()}
+        for i in range(self.cfg.num_layers):
+            axes.update({f"b{i}.att": (1, 2), f"b{i}.proj": (0,), f"b{i}.ff": (0,)})
+        return axes
+
+    def encode(self, input_ids: torch.Tensor, users: torch.Tensor | None = None,
+               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Hidden states ``(B, T, d)`` of left-padded histories ``(B, T)``, ``T <= max_len``."""
+        noise = noise or {}
         B, T = input_ids.shape
         d = self.cfg.hidden_size
         positions = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=input_ids.device)  # right-aligned
         valid = input_ids != 0  # (B, T)
         x = self.item_emb(input_ids) * math.sqrt(d) + self.pos_emb(positions)  # (B, T, d)
-        x = self.emb_dropout(x) * valid.unsqueeze(-1)
+        x = dropout(x, self.cfg.dropout, self.training, noise.get("emb")) * valid.unsqueeze(-1)
         causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=input_ids.device)
         mask = (causal & valid.unsqueeze(1)) | eye  # (B, T, T): causal, padded keys hidden, self always visible
         mask = mask.unsqueeze(1)  # (B, 1, T, T)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, noise, f"b{i}.")
         x = self.ln_out(x)
         if self.cfg.user_embedding:
             x = x + self.user_emb(users).unsqueeze(1)  # (B, 1, d) broadcast over positions
         return x
 
     def calculate_loss(self, batch: dict[str, torch.Tensor], *, compact: bool = True) -> torch.Tensor:
-        h = self.encode(batch["input_ids"], batch.get("users"))  # (B, T, d)
+        noise = batch.get("noise")
+        h = self.encode(batch["input_ids"], batch.get("users"), noise)  # (B, T, d)
         targets = batch["targets"]  # (B, T), 0 = no target
         if self.cfg.loss == "ce":
-            weight = self.item_emb.weight[1:]  # (N, d): padding is never a candidate
+            weight = self.item_emb.weight[1:self.num_items + 1]  # (N, d): padding and the mask are never candidates
             if compact:
                 keep = targets > 0
                 logits = h[keep] @ weight.T  # (P, N)
@@ -144,26 +187,34 @@ class SASRec(Recommender):
             per_pos = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none")
             mask = (targets > 0).flatten().to(per_pos.dtype)
             return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
-        return self._sampled_loss(h, targets)
+        u = noise.get("negatives") if noise else None
+        return self._sampled_loss(h, targets, u)
 
-    def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """BCE with one uniform negative per position (the paper), or softmax over target + shared negatives."""
+    def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """BCE with one uniform negative per position (the paper), or softmax over the target and K negatives shared
+        by one sequence's positions. ``u`` (uniform noise) picks the negatives; without it torch draws them."""
         mask = (targets > 0).to(h.dtype)  # (B, T)
         pos_logit = (h * self.item_emb(targets)).sum(-1)  # (B, T)
+        B, T = targets.shape
+        shape = (B, T) if self.cfg.loss == "bce" else (B, self.cfg.num_negatives)
+        if u is None:
+            u = torch.rand(shape, device=targets.device)
+        neg = 1 + (u * self.num_items).long().clamp(max=self.num_items - 1)  # uniform over 1..num_items
         if self.cfg.loss == "bce":
-            neg = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
             neg_logit = (h * self.item_emb(neg)).sum(-1)
             per_pos = F.softplus(-pos_logit) + F.softplus(neg_logit)
         else:
-            neg = torch.randint(1, self.num_items + 1, (self.cfg.num_negatives,), device=targets.device)
-            neg_logit = h @ self.item_emb(neg).T  # (B, T, K)
-            neg_logit = neg_logit.masked_fill(neg.view(1, 1, -1) == targets.unsqueeze(-1), float("-inf"))
+            neg_logit = h @ self.item_emb(neg).transpose(1, 2)  # (B, T, K)
+            neg_logit = neg_logit.masked_fill(neg.unsqueeze(1) == targets.unsqueeze(-1), float("-inf"))
             logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit], dim=-1)  # (B, T, 1 + K)
             per_pos = -logits.log_softmax(-1)[..., 0]
         return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
 
+    def encode_sequence(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode(batch["input_ids"], batch.get("users"), batch.get("noise"))[:, -1, :]  # (B, d)
+
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         h = self.encode(batch["input_ids"], batch.get("users"))[:, -1, :]  # (B, d): state after the latest item
-        scores = h @ self.item_emb.weight.T  # (B, N + 1)
+        scores = h @ self.item_emb.weight[:self.num_items + 1].T  # (B, N + 1): the mask token is never scored
         scores[:, 0] = float("-inf")
         return scores

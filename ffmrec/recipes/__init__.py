@@ -27,7 +27,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def load_recipe(name: str, dataset: str | None = None, overrides: list[str] = ()):
     """The resolved RunConfig of recipe ``name`` (a shipped name or a YAML path) for ``dataset`` with ``overrides``."""
-    from ffmrec.pipeline import RunConfig
+    from ffmrec.methods import config_class
 
     paths = recipe_paths()
     if name in paths:
@@ -43,8 +43,13 @@ def load_recipe(name: str, dataset: str | None = None, overrides: list[str] = ()
     if dataset is not None:
         data["dataset"] = dataset
     data = _merge(data, per_dataset.get(data.get("dataset"), {}))
-    for key, value in parse_overrides(list(overrides)):
+    pairs = parse_overrides(list(overrides))
+    for key, value in pairs:  # the method fixes the types of the model and task sections: apply it first
+        if key == "method":
+            data["method"] = value.strip()
+    run_config = config_class(str(data.get("method", "sasrec")))
+    for key, value in pairs:
         if key == "dataset":
             data = _merge(data, per_dataset.get(value, {}))
-        set_key(data, RunConfig, key, value)
-    return from_dict(RunConfig, data)
+        set_key(data, run_config, key, value)
+    return from_dict(run_config, data)

@@ -3,11 +3,15 @@
 Every epoch draws its shuffle and dropout randomness from ``(seed, epoch)`` alone, and the checkpoint written after
 each epoch holds the model, the optimizer, and the early-stopping state; so a run killed at any point and started
 again with the same output folder ends exactly where an uninterrupted run ends.
+
+By default an epoch is :func:`~ffmrec.data.batching.iterate_batches` and the loss is the model's ``calculate_loss``; a
+method with its own objective (CL4SRec's contrastive term) passes ``make_batches(epoch, rng)`` and ``objective(batch)``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from ffmrec.errors import ConfigError
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.eval.ranking import EvalConfig, evaluate_split
 from ffmrec.models.base import Recommender
-from ffmrec.train.batching import iterate_batches
+from ffmrec.data.batching import iterate_batches
 from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
 
 
@@ -61,10 +65,22 @@ def train(
     out_dir: Path,
     seed: int,
     progress: bool = True,
+    objective: Callable[[dict], torch.Tensor] | None = None,
+    make_batches: Callable[[int, np.random.Generator], Iterable[dict]] | None = None,
 ) -> TrainResult:
-    """Train ``model`` on the split's training sequences; early stopping on validation NDCG@10; test the best model."""
-    max_len = model.cfg.max_len
+    """Train ``model`` on the split's training sequences; early stopping on validation NDCG@10; test the best model.
+
+    ``make_batches(epoch, rng)`` yields an epoch's batches (``rng`` is the epoch's shuffle generator) and
+    ``objective(batch)`` is the scalar loss of one, computed with ``model``'s own parameters; by default
+    :func:`~ffmrec.data.batching.iterate_batches` of the training histories and ``model.calculate_loss``.
+    """
+    max_len = model.max_len
     histories = split.train_sequences()
+    if objective is None:
+        objective = model.calculate_loss
+    if make_batches is None:
+        def make_batches(epoch: int, rng: np.random.Generator) -> Iterable[dict]:
+            return iterate_batches(histories, max_len, cfg.batch_size, rng)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = History(out_dir / "history.jsonl")
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "bad": 0, "best_valid": {}, "train_seconds": 0.0}
@@ -84,8 +100,8 @@ def train(
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
-        for batch in iterate_batches(histories, max_len, cfg.batch_size, rng):
-            loss = model.calculate_loss(batch)
+        for batch in make_batches(epoch, rng):
+            loss = objective(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -3,7 +3,7 @@ from hypothesis import given, strategies as st
 
 from ffmrec.config import dump_yaml, from_dict, to_dict
 from ffmrec.errors import ConfigError
-from ffmrec.pipeline import RunConfig
+from ffmrec.methods import from_dict_run_config
 from ffmrec.recipes import load_recipe, recipe_paths
 
 
@@ -11,7 +11,7 @@ def test_shipped_recipes_resolve_and_round_trip():
     assert {"sasrec", "fedsasrec"} <= set(recipe_paths())
     for name in recipe_paths():
         cfg = load_recipe(name)
-        assert from_dict(RunConfig, to_dict(cfg)) == cfg
+        assert from_dict_run_config(to_dict(cfg)) == cfg
 
 
 def test_dataset_overrides_apply():
@@ -49,4 +49,4 @@ def test_yaml_round_trip(epochs, lr, mask):
     cfg = load_recipe("sasrec", None, [f"train.epochs={epochs}", f"train.lr={lr!r}", f"eval.mask_history={str(mask).lower()}"])
     import yaml
 
-    assert from_dict(RunConfig, yaml.safe_load(dump_yaml(to_dict(cfg)))) == cfg
+    assert from_dict_run_config(yaml.safe_load(dump_yaml(to_dict(cfg)))) == cfg

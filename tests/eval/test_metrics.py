@@ -9,7 +9,8 @@ from ffmrec.errors import ConfigError
 from ffmrec.eval.metrics import (
     f1_at_k, hit_rate, hits_at_k, mrr, ndcg, precision_at_k, ranking_metrics, recall_at_k,
 )
-from ffmrec.eval.ranking import exclude_history, pad_left, target_ranks
+from ffmrec.data.batching import pad_histories
+from ffmrec.eval.ranking import exclude_history, target_ranks
 
 
 def test_single_target_metrics_by_hand():
@@ -56,8 +57,8 @@ def test_history_masking_keeps_repeated_target():
     assert target_ranks(masked, torch.tensor([2])).item() == 1
 
 
-def test_pad_left():
-    out = pad_left([np.array([1, 2, 3]), np.array([4])], max_len=2)
+def test_pad_histories_left_pads_and_truncates():
+    out = pad_histories([np.array([1, 2, 3]), np.array([4])], max_len=2)
     assert out.tolist() == [[2, 3], [0, 4]]
 
 
@@ -84,3 +85,10 @@ def test_rank_invariant_to_item_permutation(values, data):
     inv = torch.argsort(perm)
     r2 = target_ranks(scores[:, perm], inv[t].view(1)).item()
     assert r1 == r2
+
+
+def test_target_scored_nan_ranks_last_with_a_warning():
+    scores = torch.tensor([[float("-inf"), 0.3, float("nan"), 0.1], [float("-inf"), 0.3, float("nan"), 0.1]])
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        ranks = target_ranks(scores, torch.tensor([2, 1]))
+    assert ranks.tolist() == [4, 1]  # the NaN target is a miss (last of 4 columns); a NaN competitor never outranks

@@ -21,14 +21,19 @@ def write_interactions(path, num_users=24, num_items=20, seed=3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["fedavg", "median"])
-def test_fast_simulator_matches_flower_simulation(strategy, tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy,extra", [
+    ("fedavg", []),
+    ("median", []),
+    ("fedavg", ["model.dropout=0.2"]),  # per-client dropout noise, drawn from (seed, round, client) in both engines
+    ("fedavg", ["model.loss=sampled_ce", "model.num_negatives=5"]),  # per-client sampled negatives
+], ids=["fedavg", "median", "dropout", "sampled_ce"])
+def test_fast_simulator_matches_flower_simulation(strategy, extra, tmp_path, monkeypatch):
     monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
     data = write_interactions(tmp_path / "interactions.csv")
     common = ["model.max_len=8", "model.hidden_size=16", "model.inner_size=32", "model.dropout=0.0",
               "federated.rounds=3", "federated.clients_per_round=7", "federated.eval_every=1",
               f"federated.strategy={strategy}", "federated.server_lr=1.0", "federated.client.lr=0.5",
-              "federated.client.personal_lr=0.2", "federated.num_supernodes=3", "federated.chunk_size=3"]
+              "federated.client.personal_lr=0.2", "federated.num_supernodes=3", "federated.chunk_size=3", *extra]
     runs = {}
     for engine in ("fast", "flower-sim"):
         config = load_recipe("fedsasrec", str(data), [*common, f"federated.engine={engine}"])

@@ -2,20 +2,23 @@
 certificates made for the test, SuperNode authentication on (ffmrec.federated.engines.flower.deploy).
 
 Every process is started by ``DeploymentCluster`` and stopped (with its children) when the module's tests end, also on
-failure; each wait is bounded.
+failure; each wait is bounded. What happens to the processes when the program using the cluster dies is
+test_deploy_lifecycle.py's subject, and real separate machines (network namespaces) test_deploy_netns.py's.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from ffmrec.federated.engines.flower.deploy import EXIT_SUPERNODE_CONNECTION_ERROR, DeploymentCluster, read_result
+from ffmrec.federated.engines.flower.deploy.processes import processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-TOY = {"task-factory": "ffmrec.federated.engines.flower.toy:build_toy_task",
-       "driver": "ffmrec.federated.engines.flower.toy:fedavg_driver"}
+TOY = {"method-resolver": "ffmrec.tasks.linear:from_flat"}  # per-user linear regression (ffmrec.tasks.linear)
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,7 @@ def cluster(tmp_path_factory):
         cluster.stop()
         leftovers = [p for p in cluster._processes if p.popen.poll() is None]
         assert not leftovers, f"processes still running: {[p.name for p in leftovers]}"
+        assert not processes_mentioning(str(workdir)), "a process of the cluster outlived stop()"
 
 
 def test_cluster_uses_tls_and_registered_supernodes(cluster):
@@ -58,19 +62,16 @@ def test_unregistered_supernode_is_refused(cluster):
 def test_two_rounds_on_deployed_supernodes(cluster, tmp_path):
     out = tmp_path / "out"
     config = {**TOY, "num-users": 4, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0,
-              "num-supernodes": 2, "output-dir": str(out)}
+              "num-supernodes": 2, "output-dir": str(out), "run-dir": str(tmp_path / "run")}
     run = cluster.run_app(config, timeout=180)
     assert run.ok and run.status == "finished:completed", run.output[-3000:]
     result = read_result(out)
-    assert not np.allclose(result["shared"]["w"], result["initial"]["w"])  # the global model changed
-    rounds, final = result["history"][:2], result["history"][2]
-    for r in rounds:
-        assert r["succeeded"] == [0, 1, 2, 3] and r["errors"] == {}
-        assert np.isfinite(r["train"]["loss"])
-    assert rounds[1]["train"]["loss"] < rounds[0]["train"]["loss"]
-    # personal state stayed on the SuperNodes between rounds (and across flwr-clientapp processes)
-    assert rounds[0]["train"]["had-personal"] == 0.0 and rounds[1]["train"]["had-personal"] == 1.0
-    assert final["clients"] == 4 and final["metrics"]["had-personal"] == 1.0 and np.isfinite(final["metrics"]["mse"])
+    assert result["rounds_run"] == 2 and result["failures"] == 0 and np.isfinite(result["test"]["neg_MSE"])
+    history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["ok"] for h in history] == [4, 4] and history[1]["loss"] < history[0]["loss"]
+    # personal state stayed on the SuperNodes between rounds (and across flwr-clientapp processes), one table each
+    for part in (0, 1):
+        assert (tmp_path / "run" / "devices" / f"partition-{part}" / "round-000002.pt").exists()
 
 
 @pytest.mark.timeout(900)
@@ -95,11 +96,8 @@ def test_fedsasrec_runs_on_the_deployment_engine(tmp_path, monkeypatch):
     history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["round"] for h in history] == [1, 2] and all(h["ok"] == 2 and h["failed"] == 0 for h in history)
     assert set(result.metrics) >= {"HR@10", "NDCG@10"}
-    from ffmrec.data import load_dataset
-    from ffmrec.eval.protocol import LeaveOneOut
-    from ffmrec.federated.run import build_task
+    from ffmrec.methods import build_federated_task
 
-    dataset = load_dataset(config.dataset, options=config.data)
-    start = build_task(config, dataset, LeaveOneOut(dataset.sequences())).initial_shared()  # same seed, same start
+    start = build_federated_task(config).initial_shared()  # same seed, same start
     final = torch.load(tmp_path / "run" / "server.pt", weights_only=False)["params"]
     assert any(not torch.equal(start[k], final[k]) for k in start)  # the global model changed

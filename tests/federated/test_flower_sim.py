@@ -6,22 +6,27 @@ well under a second each); the last one runs the whole ServerApp + ClientApp in 
 
 from __future__ import annotations
 
-import time
+import json
 from itertools import count
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, RecordDict
+import torch
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.apps import make_client_app, write_result
 from ffmrec.federated.engines.flower.deploy import read_result
 from ffmrec.federated.engines.flower.executor import FlowerGridExecutor, NodeDiscoveryError
-from ffmrec.federated.engines.flower.toy import ToyLinearTask, fedavg_driver
+from ffmrec.federated.engines.base import RoundResult
+from ffmrec.federated.engines.fast import FastSimulator
+from ffmrec.federated.engines.flower.engine import RESOLVER_KEY, RUN_DIR_KEY, decode_train_reply, run_driver
+from ffmrec.federated.server import check_round, run_server
+from ffmrec.federated.strategies import build_strategy
+from ffmrec.tasks.linear import LinearConfig, LinearTask, from_flat
 
-TOY = {"task-factory": "ffmrec.federated.engines.flower.toy:build_toy_task",
-       "driver": "ffmrec.federated.engines.flower.toy:fedavg_driver"}
+LINEAR = {RESOLVER_KEY: "ffmrec.tasks.linear:from_flat"}
 
 
 class FakeGrid:
@@ -36,7 +41,7 @@ class FakeGrid:
             self.contexts[1000 + i] = Context(run_id=1, node_id=1000 + i, node_config=node_config,
                                               state=RecordDict(), run_config={})
         self.pending = {}
-        self.sent = []  # (node, message type, user id)
+        self.sent = []  # (node, message type, user ids)
         self.max_in_flight = {}
         self._ids = count()
 
@@ -49,8 +54,8 @@ class FakeGrid:
             msg.metadata.__dict__["_message_id"] = f"m{next(self._ids)}"
             self.pending[msg.metadata.message_id] = msg
             node = msg.metadata.dst_node_id
-            uid = msg.content[R.META].get(R.USER_ID) if R.META in msg.content else None
-            self.sent.append((node, msg.metadata.message_type, uid))
+            users = msg.content[R.META].get(R.USER_IDS) if R.META in msg.content else None
+            self.sent.append((node, msg.metadata.message_type, list(users or [])))
             outstanding = sum(1 for m in self.pending.values() if m.metadata.dst_node_id == node)
             self.max_in_flight[node] = max(self.max_in_flight.get(node, 0), outstanding)
             ids.append(msg.metadata.message_id)
@@ -89,74 +94,100 @@ def test_records_roundtrip():
     assert dict(R.to_config_record({"x": 1, "y": None, "z": "s", "w": np.float32(0.5)})) == {"x": 1, "z": "s", "w": 0.5}
 
 
-def test_executor_routes_users_to_their_nodes_and_keeps_personal_state():
-    config = {**TOY, "num-users": 7}
-    grid = FakeGrid(3, config)
-    ex = FlowerGridExecutor(grid, timeout=5, discovery_timeout=5, max_in_flight_per_node=1)
-    assert ex.discover() == {0: 1000, 1: 1001, 2: 1002}
-    task = ToyLinearTask(config)
-    shared = task.initial_shared()
-    out1 = ex.train(1, [6, 0, 3, 1], shared, {"server-round": 1})
-    assert [o.client_id for o in out1] == [0, 1, 3, 6]  # ordered by client id
-    assert all(o.error is None and o.num_examples == 8 for o in out1)
-    assert all(o.metrics["had-personal"] == 0.0 for o in out1)
-    # every user went to node partition u % 3, one message at a time per node (simulation engine: Context race)
-    assert {(node, uid) for node, kind, uid in grid.sent if kind == "train"} == {(1000, 0), (1000, 3), (1000, 6),
-                                                                                  (1001, 1)}
-    assert max(grid.max_in_flight.values()) == 1
-    # the delta is exactly the task's update; the personal state stays on the node
-    expected = task.client_update(3, shared, None, {})
-    assert np.allclose(out1[2].delta["w"], expected.delta["w"])
-    assert "personal-3" in grid.contexts[1000].state and "personal-2" not in grid.contexts[1002].state
-    out2 = ex.train(2, [0, 2, 3], shared, {"server-round": 2})
-    assert [o.metrics["had-personal"] for o in out2] == [1.0, 0.0, 1.0]
-    ev = ex.evaluate(list(range(7)), shared, "valid")
-    assert [o.client_id for o in ev] == list(range(7))
-    assert all(o.delta is None and o.num_examples == 1 and "mse" in o.metrics for o in ev)
+def linear_config(tmp_path, **kw):
+    return {**LINEAR, RUN_DIR_KEY: str(tmp_path), **{k: v for k, v in kw.items()}}
 
 
-def test_executor_turns_client_errors_and_silent_nodes_into_outcomes():
-    config = {**TOY, "num-users": 6, "fail-users": "4"}
-    grid = FakeGrid(3, config)
-    ex = FlowerGridExecutor(grid, timeout=0.5, discovery_timeout=5, max_in_flight_per_node=2)
-    ex.discover()
-    grid.silent.add(1002)  # node of partition 2 stops answering
-    shared = ToyLinearTask(config).initial_shared()
-    t0 = time.monotonic()
-    out = ex.train(1, list(range(6)), shared, {})
-    elapsed = time.monotonic() - t0
-    errors = {o.client_id: o.error for o in out if o.error}
-    assert set(errors) == {2, 4, 5}
-    assert "fails on purpose" in errors[4]
-    assert "timeout" in errors[2] and "1002" in errors[2]
-    assert "timeout" in errors[5] or "timed out" in errors[5]
-    assert elapsed < 3.0  # one timeout for the node, not one per user
-    assert all(o.delta is not None for o in out if o.client_id in (0, 1, 3))
-    assert max(grid.max_in_flight.values()) == 2
+def fast_reference(flat, tmp_path):
+    config, build = from_flat(flat)
+    task = build(config, None)
+    return run_server(task, FastSimulator(task, chunk_size=2), build_strategy(config.federated), config.federated,
+                      tmp_path, config.seed, progress=False)
 
 
-def test_executor_survives_a_node_leaving_and_maps_its_replacement():
-    config = {**TOY, "num-users": 4}
-    grid = FakeGrid(2, config)
-    ex = FlowerGridExecutor(grid, timeout=0.5, discovery_timeout=5)
-    ex.discover()
-    shared = ToyLinearTask(config).initial_shared()
-    gone = grid.contexts.pop(1001)  # partition 1 disconnects
-    out = ex.train(1, [0, 1, 2, 3], shared, {})
-    assert [o.error is None for o in out] == [True, False, True, False]
-    assert "no SuperNode holds partition 1" in out[1].error
-    grid.contexts[2001] = gone  # it comes back under a new node id
-    out = ex.train(2, [0, 1, 2, 3], shared, {})
-    assert all(o.error is None for o in out) and ex.partition_to_node == {0: 1000, 1: 2001}
+@pytest.mark.parametrize("mode", ["cohort", "per-user"])
+def test_flower_driver_on_fake_grid_matches_the_fast_simulator(tmp_path, mode):
+    flat = linear_config(tmp_path / "flower", **{"num-users": 7, "rounds": 3, "message-mode": mode,
+                                                 "clients-per-round": 5})
+    grid = FakeGrid(3, flat)
+    ex = FlowerGridExecutor(grid, timeout=5, discovery_timeout=5)
+    result = run_driver(flat, ex)
+    reference = fast_reference(flat, tmp_path / "fast")
+    assert result.test == pytest.approx(reference.test, rel=1e-6)
+    a = torch.load(tmp_path / "flower" / "server.pt", weights_only=False)["params"]
+    b = torch.load(tmp_path / "fast" / "server.pt", weights_only=False)["params"]
+    torch.testing.assert_close(a["weight"], b["weight"], atol=1e-6, rtol=1e-5)
+    trains = [(node, ids) for node, kind, ids in grid.sent if kind == "train"]
+    if mode == "cohort":  # one message per node per round, with that node's users only
+        assert len(trains) <= 3 * 3 and any(len(ids) > 1 for _, ids in trains)
+    else:
+        assert all(len(ids) == 1 for _, ids in trains) and len(trains) == 3 * 5
+    assert all(u % 3 == node - 1000 for node, ids in trains for u in ids)
+    # personal state lives in each node's device directory, never on the server
+    assert sorted(p.name for p in (tmp_path / "flower" / "devices").iterdir()) == [
+        "partition-0", "partition-1", "partition-2"]
 
 
-def test_client_app_refuses_users_of_other_partitions():
-    config = {**TOY, "num-users": 6}
-    grid = FakeGrid(2, config)
-    ctx = grid.contexts[1000]  # partition 0 of 2
-    content = RecordDict({R.SHARED: R.to_array_record({"w": np.zeros(10)}),
-                          R.META: R.to_config_record({R.USER_ID: 3, R.STAGE: "train"})})
-    reply = grid.app(Message(content, 1000, R.TRAIN), ctx)
+def test_failing_clients_fail_alone_in_a_cohort(tmp_path):
+    flat = linear_config(tmp_path, **{"num-users": 6, "rounds": 2, "fail-users": "4"})
+    result = run_driver(flat, FlowerGridExecutor(FakeGrid(3, flat), timeout=5, discovery_timeout=5))
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [line["ok"] for line in lines] == [5, 5] and all("fails on purpose" in line["errors"][0] for line in lines)
+    assert result.failures == 2
+
+
+def crafted_reply(users, tensors, weights, losses=None):
+    content = RecordDict({R.UPDATES: R.to_array_record({f"{u}/{k}": v for u, t in zip(users, tensors)
+                                                        for k, v in t.items()})})
+    metrics = {}
+    for u, w in zip(users, weights):
+        metrics[f"{u}/weight"] = w
+        metrics[f"{u}/loss"] = 0.5
+    content[R.CLIENT_METRICS] = MetricRecord(metrics)
+    content[R.META] = ConfigRecord({R.USER_IDS: list(users), R.FAILED_IDS: [], R.FAILED_REASONS: []})
+    return content
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ({"weight": np.zeros((1, 9), np.float32)}, "shape"),
+    ({"weight": np.zeros((1, 10), np.float32), "extra": np.zeros(3, np.float32)}, "extra"),
+    ({}, "missing"),
+    ({"weight": np.full((1, 10), np.nan, np.float32)}, "non-finite"),
+    ({"weight": np.full((1, 10), np.inf, np.float32)}, "non-finite"),
+    ({"weight": np.zeros((1, 10), np.float64)}, "dtype"),
+    ("negative-weight", "weight"),
+    ("huge-weight", "weight"),
+])
+def test_crafted_bad_reply_fails_its_client_alone(bad, reason):
+    """A reply through the Flower wire format is decoded and checked by the driver before anything uses it."""
+    good = {"weight": np.ones((1, 10), np.float32)}
+    weights = [8, 8]
+    tensors = [good, bad if isinstance(bad, dict) else good]
+    if bad == "negative-weight":
+        weights[1] = -3
+    if bad == "huge-weight":
+        weights[1] = 10**12
+    result = RoundResult()
+    decode_train_reply((0, 3), crafted_reply([0, 3], tensors, weights), result)
+    task = LinearTask(LinearConfig())
+    checked = check_round(result, task.shared_specs(), task.max_weight)
+    assert [r.client_id for r in checked.records] == [0]
+    assert [c for c, _ in checked.failures] == [3] and reason in checked.failures[0][1]
+
+
+def test_reply_for_a_user_not_in_the_message_is_refused():
+    result = RoundResult()
+    with pytest.raises(ValueError, match="not in the message"):
+        decode_train_reply((0,), crafted_reply([0, 3], [{"weight": np.ones((1, 10), np.float32)}] * 2, [8, 8]),
+                           result)
+
+
+def test_client_app_refuses_users_of_other_partitions(tmp_path):
+    flat = linear_config(tmp_path)
+    grid = FakeGrid(2, flat)
+    content = RecordDict({R.META: ConfigRecord({R.USER_IDS: [1], R.SERVER_ROUND: 1, R.SESSION: "s",
+                                                R.WANT_RECORDS: True})})
+    reply = grid.app(Message(content, 1000, R.TRAIN), grid.contexts[1000])
     assert reply.has_error() and "not held by this node" in reply.error.reason
     no_partition = Context(run_id=1, node_id=5, node_config={}, state=RecordDict(), run_config={})
     reply = grid.app(Message(content, 5, R.TRAIN), no_partition)
@@ -164,56 +195,28 @@ def test_client_app_refuses_users_of_other_partitions():
 
 
 def test_discovery_fails_fast_when_a_partition_is_missing():
-    grid = FakeGrid(2, {**TOY}, node_configs=[{R.PARTITION_ID: 0, R.NUM_PARTITIONS: 3},
+    grid = FakeGrid(2, {**LINEAR}, node_configs=[{R.PARTITION_ID: 0, R.NUM_PARTITIONS: 3},
                                                {R.PARTITION_ID: 1, R.NUM_PARTITIONS: 3}])
     ex = FlowerGridExecutor(grid, timeout=1, discovery_timeout=0.5)
     with pytest.raises(NodeDiscoveryError, match="partitions"):
         ex.discover()
 
 
-def test_toy_driver_and_result_files(tmp_path):
-    config = {**TOY, "num-users": 4, "rounds": 2}
-    ex = FlowerGridExecutor(FakeGrid(2, config), timeout=5, discovery_timeout=5)
-    result = fedavg_driver(config, ex)
+def test_result_files_roundtrip(tmp_path):
+    result = {"shared": {"w": np.arange(3.0)}, "history": [{"round": 1}]}
     write_result(result, tmp_path)
     back = read_result(tmp_path)
-    assert np.allclose(back["shared"]["w"], result["shared"]["w"])
-    assert not np.allclose(back["shared"]["w"], back["initial"]["w"])
-    assert [h.get("round") for h in back["history"]] == [1, 2, None]
+    assert np.allclose(back["shared"]["w"], np.arange(3.0)) and back["history"] == [{"round": 1}]
 
 
 @pytest.mark.timeout(240)
-def test_flower_simulation_engine_runs_two_rounds():
-    """ServerApp + ClientApp in Flower's simulation engine (Ray): 6 users on 3 virtual SuperNodes, 2 rounds."""
+def test_flower_simulation_engine_runs_two_rounds(tmp_path):
+    """ServerApp + ClientApp in Flower's simulation engine (Ray): 6 users on 3 virtual SuperNodes, 2 rounds, one
+    failing client; the same model as the fast simulator."""
     from ffmrec.federated.engines.flower.simulation import run_flower_simulation
 
-    config = {**TOY, "num-users": 6, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0,
-              "fail-users": "4"}
-    result = run_flower_simulation(config, num_supernodes=3, num_cpus_per_client=1, ray_num_cpus=2)
-    assert not np.allclose(result["shared"]["w"], result["initial"]["w"])
-    rounds, final = result["history"][:2], result["history"][2]
-    for r in rounds:
-        assert r["succeeded"] == [0, 1, 2, 3, 5]
-        assert set(r["errors"]) == {4} and "fails on purpose" in r["errors"][4]
-        assert np.isfinite(r["train"]["loss"])
-    assert rounds[1]["train"]["loss"] < rounds[0]["train"]["loss"]
-    assert rounds[0]["train"]["had-personal"] == 0.0 and rounds[1]["train"]["had-personal"] == 1.0
-    assert final["clients"] == 6 and np.isfinite(final["metrics"]["mse"])
-    # users 0-3 and 5 trained, so their personal state was found on their (virtual) SuperNode at evaluation time
-    assert final["metrics"]["had-personal"] == pytest.approx(5 / 6)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_flower_simulation_via_flwr_run_matches_in_process():
-    """The same run launched the way flwr 1.41 recommends: `flwr run` against a `flower-superlink --simulation` on a
-    free 127.0.0.1 port (started and stopped by the runner). Same seeds, same users: same final model."""
-    from ffmrec.federated.engines.flower.simulation import run_flower_simulation
-
-    config = {**TOY, "num-users": 6, "rounds": 2, "client-timeout": 60.0, "discovery-timeout": 60.0}
-    via_cli = run_flower_simulation(config, num_supernodes=3, mode="flwr-run", timeout=180)
-    ex = FlowerGridExecutor(FakeGrid(3, config), timeout=5, discovery_timeout=5)
-    reference = fedavg_driver(config, ex)
-    assert np.allclose(via_cli["shared"]["w"], reference["shared"]["w"])
-    assert via_cli["history"][1]["succeeded"] == list(range(6))
-    assert via_cli["history"][2]["metrics"]["had-personal"] == 1.0
+    flat = linear_config(tmp_path / "sim", **{"num-users": 6, "rounds": 2, "client-timeout": 60.0,
+                                              "discovery-timeout": 60.0, "fail-users": "4"})
+    result = run_flower_simulation(flat, num_supernodes=3, num_cpus_per_client=1, ray_num_cpus=2)
+    reference = fast_reference(flat, tmp_path / "fast")
+    assert result.failures == 2 and result.test == pytest.approx(reference.test, rel=1e-6)

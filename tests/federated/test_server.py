@@ -19,8 +19,7 @@ def run(task, out, rounds, strategy=None, **kw):
     cfg = FederatedConfig(rounds=rounds, clients_per_round=8, eval_every=2, chunk_size=3,
                           client=ClientConfig(lr=1.0, personal_lr=0.1), **kw)
     engine = FastSimulator(task, chunk_size=cfg.chunk_size)
-    return run_server(task.num_clients, task.initial_shared(), engine, strategy or FedAdam(0.01), cfg, (10,), out,
-                      seed=7, progress=False), engine
+    return run_server(task, engine, strategy or FedAdam(0.01), cfg, out, seed=7, progress=False), engine
 
 
 class Stop(Exception):
@@ -82,3 +81,31 @@ def test_min_clients_skips_round_without_update(make_task, tmp_path):
 def test_robust_strategy_gets_every_update(make_task, tmp_path):
     result, _ = run(make_task(), tmp_path, rounds=2, strategy=Median(server_lr=1.0))
     assert set(result.test) == {"HR@10", "NDCG@10", "MRR"}
+
+
+def test_egress_audit_passes_for_fedsasrec_and_catches_a_leaking_client(make_task, tmp_path):
+    from ffmrec.federated.engines.base import RoundResult
+    from ffmrec.federated.observers import ByteCounter, EgressAudit, EgressViolation
+    from ffmrec.federated.records import ClientRecord
+
+    task = make_task(dropout=0.2)
+    cfg = FederatedConfig(rounds=2, clients_per_round=8, eval_every=2, client=ClientConfig(lr=1.0))
+    engine = FastSimulator(task)
+    audit, counter = EgressAudit(task, lambda c: engine.cohort.store.rows([c])), ByteCounter()
+    run_server(task, engine, FedAdam(0.01), cfg, tmp_path, seed=7, observers=[counter, audit], progress=False)
+    assert audit.audited == sum(task.weight(c) > 0 for r in (1, 2) for c in sample_clients(30, 8, r, 7))
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    per_client = sum(v.numel() * 4 for v in task.initial_shared().values())
+    assert [line["bytes_down"] for line in lines] == [8 * per_client] * 2
+
+    c = next(c for c in range(30) if task.weight(c) > 0)
+    shared = task.initial_shared()
+    raw = {k: v for k, v in shared.items()}
+    raw["item_emb.weight"] = torch.zeros_like(shared["item_emb.weight"])
+    personal = engine.cohort.store.rows([c])["user_emb.weight"]
+    raw["ln_out.weight"] = personal.reshape(-1).clone()  # the client's own personal row, sent as a shared tensor
+    with pytest.raises(EgressViolation, match="private 'personal/user_emb.weight'"):
+        audit.on_round(1, [c], shared, RoundResult(records=[ClientRecord(c, raw, task.weight(c))]), {})
+    extra = {**shared, "user_emb.weight": personal}
+    with pytest.raises(EgressViolation, match="personal parameters"):
+        audit.on_round(1, [c], shared, RoundResult(records=[ClientRecord(c, extra, task.weight(c))]), {})

@@ -6,7 +6,7 @@ import torch
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.eval.ranking import EvalConfig
 from ffmrec.models.sasrec import SASRec, SASRecConfig
-from ffmrec.train.batching import next_item_batch, num_examples
+from ffmrec.data.batching import next_item_batch, num_examples
 from ffmrec.train.trainer import TrainConfig, train
 
 

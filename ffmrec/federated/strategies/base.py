@@ -18,8 +18,7 @@ import torch
 
 from ffmrec.federated.aggregation import weighted_mean
 from ffmrec.federated.client import ClientConfig
-
-Params = dict[str, torch.Tensor]
+from ffmrec.tasks.base import Params
 
 
 class Strategy:

@@ -5,21 +5,23 @@
 (``ffmrec.federated.engines.flower.engine:run_driver(config, executor)``, which runs ffmrec's own loop
 :func:`ffmrec.federated.server.run_server`): sampling, aggregation and checkpointing are engine-independent.
 
-``client_app`` answers three message types:
+``client_app`` answers three message types, each for a group of users (see
+:mod:`~ffmrec.federated.engines.flower.records` for the wire format):
 
-* ``query``: replies with the node's ``partition-id`` / ``num-partitions`` (from ``context.node_config``);
-* ``train``: runs ``task.client_update`` for the user in the message, keeps the user's new personal state in
-  ``context.state[f"personal-{uid}"]`` (an ArrayRecord that never leaves the node) and replies with the delta and
-  the metrics;
-* ``evaluate``: runs ``task.client_evaluate`` with the user's personal state and replies with the metrics.
+* ``query``: replies with the node's ``partition-id`` / ``num-partitions`` (from ``context.node_config``), or keeps the
+  node's personal state of a round as the best round's (``action=mark-best``);
+* ``train``: runs the node's :class:`~ffmrec.federated.engines.flower.node.NodeRuntime` (the same vectorised cohort
+  as the fast simulator) for the users in the message and replies with their records or their partial sum;
+* ``evaluate``: the task's evaluation columns of the users, with their personal state.
 
 A node only serves the users ``u`` with ``u % num-partitions == partition-id``; a message for any other user gets an
-error reply. Client exceptions become error replies too (the driver sees ``ClientOutcome.error``). The task is built
-once per process and config (``build_task_cached``).
+error reply. Client exceptions become error replies too (the driver counts the group's users as failed). The node
+runtime is built once per process, config and partition (:func:`node_runtime`).
 
 Run-config keys read here (all others are passed through to the task and the driver):
 
-``task-factory``   ``"module:function"`` building the task from the config (default ``ffmrec.federated.engines.flower.engine:build_task``)
+``task-factory``   ``"module:function"``: ``factory(config, partition) -> (task, chunk_size, transform)`` for a node
+                   (``partition`` is ``(partition-id, num-partitions)``, or None on the server)
 ``driver``         ``"module:function"`` running the server loop (default ``ffmrec.federated.engines.flower.engine:run_driver``)
 ``client-timeout`` seconds to wait for one client's reply (default 300)
 ``num-supernodes`` nodes to wait for at start (default: until every partition has a node)
@@ -45,20 +47,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+import torch
+from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
+from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.executor import FlowerGridExecutor
 
 log = logging.getLogger("ffmrec.flower")
 
-DEFAULT_TASK_FACTORY = "ffmrec.federated.engines.flower.engine:build_task"
+DEFAULT_TASK_FACTORY = "ffmrec.federated.engines.flower.engine:build_node_task"
 DEFAULT_DRIVER = "ffmrec.federated.engines.flower.engine:run_driver"
-PERSONAL_KEY = "personal-{uid}"
-
 _TASKS: dict[str, object] = {}
 _TASKS_LOCK = threading.Lock()
 
@@ -76,18 +78,6 @@ def load_object(ref: str):
 
 def config_hash(config: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(dict(config), sort_keys=True, default=str).encode()).hexdigest()
-
-
-def build_task_cached(config: Mapping[str, object]):
-    """The task for ``config``, built once per process (keyed by a hash of the whole config)."""
-    key = config_hash(config)
-    with _TASKS_LOCK:
-        task = _TASKS.get(key)
-        if task is None:
-            factory = load_object(str(config.get("task-factory", DEFAULT_TASK_FACTORY)))
-            task = factory(dict(config))
-            _TASKS[key] = task
-        return task
 
 
 def run_config_of(context: Context, overrides: Mapping[str, object] | None = None) -> dict:
@@ -113,22 +103,61 @@ def _node_partition(context: Context) -> tuple[int, int] | None:
     return int(cfg[R.PARTITION_ID]), int(cfg[R.NUM_PARTITIONS])
 
 
-def _user_of(msg: Message, context: Context) -> int:
-    uid = int(msg.content[R.META][R.USER_ID])
+def _users_of(msg: Message, context: Context) -> list[int]:
+    ids = [int(u) for u in msg.content[R.META][R.USER_IDS]]
     part = _node_partition(context)
     if part is None:
         raise PermissionError("this SuperNode has no 'partition-id'/'num-partitions' in its node config")
     pid, num = part
-    if uid < 0 or uid % num != pid:
-        raise PermissionError(f"user {uid} is not held by this node (partition-id={pid}, num-partitions={num})")
-    return uid
+    stray = [u for u in ids if u < 0 or u % num != pid]
+    if stray:
+        raise PermissionError(f"users {stray[:5]} are not held by this node (partition-id={pid}, num-partitions={num})")
+    return ids
 
 
-def _get_personal(context: Context, uid: int) -> dict[str, np.ndarray] | None:
-    key = PERSONAL_KEY.format(uid=uid)
-    if key not in context.state:
-        return None
-    return R.from_array_record(context.state[key])
+def node_runtime(config: Mapping[str, object], context: Context):
+    """The node's :class:`~ffmrec.federated.engines.flower.node.NodeRuntime`, built once per process and partition."""
+    from ffmrec.federated.engines.flower.node import NodeRuntime
+
+    part = _node_partition(context)
+    if part is None:
+        raise PermissionError("this SuperNode has no 'partition-id'/'num-partitions' in its node config")
+    key = f"{config_hash(config)}/{part}"
+    with _TASKS_LOCK:
+        runtime = _TASKS.get(key)
+        if runtime is None:
+            factory = load_object(str(config.get("task-factory", DEFAULT_TASK_FACTORY)))
+            task, chunk_size, transform = factory(dict(config), part)
+            device_dir = context.node_config.get("device-dir") or Path(str(config["run-dir"])) / "devices" / (
+                f"partition-{part[0]}")
+            runtime = NodeRuntime(task, part, Path(str(device_dir)), chunk_size, transform)
+            _TASKS[key] = runtime
+        return runtime
+
+
+def _train_reply(msg: Message, records, partials, failures) -> Message:
+    content = RecordDict()
+    if records:
+        content[R.UPDATES] = R.to_array_record({f"{r.client_id}/{k}": v for r in records for k, v in r.tensors.items()})
+        metrics = {}
+        for r in records:
+            metrics[f"{r.client_id}/weight"] = int(r.weight)
+            metrics[f"{r.client_id}/loss"] = float(r.metrics.get("loss", float("nan")))
+        content[R.CLIENT_METRICS] = MetricRecord(metrics)
+    answered = [r.client_id for r in records]
+    if partials:
+        from ffmrec.federated.aggregation import WeightedSum
+
+        acc = WeightedSum()
+        for part in partials:
+            acc.add_sum(part.sums, part.weight, part.loss_sum, part.count)
+            answered.extend(part.client_ids)
+        content[R.SUM] = R.to_array_record(acc.sums)
+        content[R.SUM_METRICS] = MetricRecord({"weight": float(acc.weight), "loss-sum": float(acc.loss),
+                                               "count": int(acc.count)})
+    content[R.META] = ConfigRecord({R.USER_IDS: answered, R.FAILED_IDS: [int(c) for c, _ in failures],
+                                    R.FAILED_REASONS: [str(e) for _, e in failures]})
+    return Message(content, reply_to=msg)
 
 
 def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
@@ -138,46 +167,43 @@ def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        part = _node_partition(context)
-        info = {} if part is None else {R.PARTITION_ID: part[0], R.NUM_PARTITIONS: part[1]}
-        info["pid"] = os.getpid()
-        return Message(RecordDict({R.NODE: ConfigRecord(info)}), reply_to=msg)
+        try:
+            meta = msg.content[R.META]
+            if str(meta.get(R.ACTION, "info")) == "mark-best":
+                runtime = node_runtime(run_config_of(context, overrides), context)
+                runtime.mark_best(int(meta[R.SERVER_ROUND]))
+            part = _node_partition(context)
+            info = {} if part is None else {R.PARTITION_ID: part[0], R.NUM_PARTITIONS: part[1]}
+            info["pid"] = os.getpid()
+            return Message(RecordDict({R.NODE: ConfigRecord(info)}), reply_to=msg)
+        except Exception as exc:  # noqa: BLE001
+            return _error_reply(msg, exc)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         try:
-            uid = _user_of(msg, context)
-            config = run_config_of(context, overrides)
-            task = build_task_cached(config)
-            shared = R.from_array_record(msg.content[R.SHARED])
-            round_config = dict(msg.content[R.ROUND_CONFIG]) if R.ROUND_CONFIG in msg.content else {}
-            round_config.setdefault(R.SERVER_ROUND, int(msg.content[R.META].get(R.SERVER_ROUND, 0)))
-            update = task.client_update(uid, shared, _get_personal(context, uid), round_config)
-            if update.personal:
-                context.state[PERSONAL_KEY.format(uid=uid)] = R.to_array_record(update.personal)
-            content = RecordDict({
-                R.DELTA: R.to_array_record(update.delta),
-                R.METRICS: R.to_metric_record(update.num_examples, update.metrics),
-                R.META: ConfigRecord({R.USER_ID: uid}),
-            })
-            return Message(content, reply_to=msg)
-        except Exception as exc:  # noqa: BLE001 - reported to the server as this client's error
+            ids = _users_of(msg, context)
+            runtime = node_runtime(run_config_of(context, overrides), context)
+            meta = msg.content[R.META]
+            shared = {k: torch.from_numpy(v) for k, v in R.from_array_record(msg.content[R.SHARED]).items()}
+            round_config = dict(msg.content[R.ROUND_CONFIG])
+            cfg = ClientConfig(**{k: round_config[k] for k in ClientConfig.__dataclass_fields__ if k in round_config})
+            records, partials, failures = runtime.train(
+                int(meta[R.SERVER_ROUND]), ids, shared, cfg, str(meta[R.SESSION]), bool(meta[R.WANT_RECORDS]))
+            return _train_reply(msg, records, partials, failures)
+        except Exception as exc:  # noqa: BLE001 - reported to the server as these clients' error
             return _error_reply(msg, exc)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         try:
-            uid = _user_of(msg, context)
-            config = run_config_of(context, overrides)
-            task = build_task_cached(config)
-            shared = R.from_array_record(msg.content[R.SHARED])
-            stage = str(msg.content[R.META].get(R.STAGE, "valid"))
-            metrics = task.client_evaluate(uid, shared, _get_personal(context, uid), stage)
-            num = int(metrics.get(R.NUM_EXAMPLES, 1))
-            content = RecordDict({
-                R.METRICS: R.to_metric_record(num, metrics),
-                R.META: ConfigRecord({R.USER_ID: uid}),
-            })
+            ids = _users_of(msg, context)
+            runtime = node_runtime(run_config_of(context, overrides), context)
+            meta = msg.content[R.META]
+            shared = {k: torch.from_numpy(v) for k, v in R.from_array_record(msg.content[R.SHARED]).items()}
+            columns = runtime.evaluate(str(meta[R.STAGE]), int(meta[R.SERVER_ROUND]), bool(meta[R.BEST]), ids, shared)
+            content = RecordDict({R.COLUMNS: R.to_array_record(columns),
+                                  R.META: ConfigRecord({R.USER_IDS: ids})})
             return Message(content, reply_to=msg)
         except Exception as exc:  # noqa: BLE001
             return _error_reply(msg, exc)

@@ -1,94 +1,128 @@
-"""ffmrec's driver loop on Flower: the task factory, the driver and the engine adapter the Flower apps use.
+"""ffmrec's driver loop on Flower: the engine adapter, the node task factory and the driver the Flower apps use.
 
-The flat Flower run config carries the whole resolved :class:`~ffmrec.pipeline.RunConfig` as YAML under
-``ffmrec-config`` and the run folder under ``run-dir``. On every SuperNode, :func:`build_task` turns it into the same
-:class:`~ffmrec.federated.task.SequentialTask` the fast simulator uses (each node only ever trains its own users); on the
-server, :func:`run_driver` runs :func:`~ffmrec.federated.server.run_server` with a :class:`FlowerEngine`, so sampling,
-aggregation, checkpoints and history are the same code as in every other engine.
+The flat Flower run config carries the resolved run config as YAML under ``ffmrec-config`` (the processes Flower
+starts rebuild it from there; an in-process ServerApp receives the config object itself under
+``ffmrec-config-object``, no YAML round-trip) and the run folder under ``run-dir``. On every SuperNode,
+:func:`build_node_task` builds the task for the node's partition through the method resolver named in
+``method-resolver``; on the server, :func:`run_driver` runs :func:`~ffmrec.federated.server.run_server` with a
+:class:`FlowerEngine`, so sampling, checking records, observers, aggregation, checkpoints and history are the same code
+as in every other engine.
 
-Personal state lives in each SuperNode's ``Context`` (never on the server), so :meth:`FlowerEngine.state_dict` is
-empty: a resumed Flower run restores the server's state exactly, and the devices keep theirs while they are alive.
+Personal state lives on the SuperNodes (one table per node, in its device directory; see
+:mod:`~ffmrec.federated.engines.flower.node`), never on the server, so :meth:`FlowerEngine.state_dict` holds only the
+driver session; a resumed run continues from the state the nodes had at its checkpoint.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from flwr.app import ConfigRecord, RecordDict
 
-from ffmrec.config import dump_yaml, from_dict, to_dict
+from ffmrec.config import dump_yaml, to_dict
 from ffmrec.federated.client import ClientConfig
-from ffmrec.federated.engines.base import Params, RoundResult, reduce_outcomes
+from ffmrec.federated.engines.base import RoundResult
+from ffmrec.federated.engines.flower import records as R
+from ffmrec.federated.records import ClientRecord, PartialSum
 from ffmrec.federated.server import FederatedResult, run_server
+from ffmrec.tasks.base import Params
 
 CONFIG_KEY = "ffmrec-config"
+CONFIG_OBJECT_KEY = "ffmrec-config-object"
 RUN_DIR_KEY = "run-dir"
+RESOLVER_KEY = "method-resolver"
+DEFAULT_RESOLVER = "ffmrec.methods:config_from_flat"
 
 
 def flower_run_config(config, out_dir: Path) -> dict:
-    """The flat Flower run config of a resolved RunConfig."""
+    """The flat Flower run config of a resolved run config."""
     return {
         CONFIG_KEY: dump_yaml(to_dict(config)),
         RUN_DIR_KEY: str(Path(out_dir).resolve()),
-        "task-factory": "ffmrec.federated.engines.flower.engine:build_task",
+        RESOLVER_KEY: DEFAULT_RESOLVER,
+        "task-factory": "ffmrec.federated.engines.flower.engine:build_node_task",
         "driver": "ffmrec.federated.engines.flower.engine:run_driver",
         "client-timeout": float(config.federated.client_timeout),
     }
 
 
-def _run_config(flat: dict):
-    from ffmrec.pipeline import RunConfig
+def _resolve(flat: dict):
+    """``(config, build_task)`` from the flat config, through the method resolver it names (the edge)."""
+    from ffmrec.federated.engines.flower.apps import load_object
 
-    return from_dict(RunConfig, yaml.safe_load(flat[CONFIG_KEY]))
-
-
-def _task(config):
-    from ffmrec.data import load_dataset
-    from ffmrec.eval.protocol import LeaveOneOut
-    from ffmrec.federated.run import build_task as build_sequential_task
-
-    dataset = load_dataset(config.dataset, options=config.data)
-    return build_sequential_task(config, dataset, LeaveOneOut(dataset.sequences()))
+    resolver = load_object(str(flat.get(RESOLVER_KEY, DEFAULT_RESOLVER)))
+    return resolver(flat)
 
 
-def build_task(flat: dict):
-    """Task factory of the ClientApp (``task-factory`` in the run config)."""
-    torch.set_num_threads(1)  # one Ray actor per core
-    return _task(_run_config(flat))
+def build_node_task(flat: dict, partition: tuple[int, int] | None):
+    """Task factory of the ClientApp: ``(task, chunk_size, transform)`` for a node's partition."""
+    from ffmrec.federated.transforms import build_transform
+
+    torch.set_num_threads(1)  # one Ray actor / ClientApp process per core
+    config, build_task = _resolve(flat)
+    return build_task(config, partition), config.federated.chunk_size, build_transform(config.federated)
 
 
 class FlowerEngine:
     """The driver's :class:`~ffmrec.federated.engines.base.Engine` on a Flower Grid (through the executor)."""
 
-    def __init__(self, executor, num_items: int):
+    def __init__(self, executor, task, per_user: bool = False):
         self.executor = executor
-        self.num_items = num_items
+        self.task = task
+        self.per_user = per_user
+        self.session = uuid.uuid4().hex  # a resumed driver is a new session (see engines/flower/node.py)
 
     def train_round(self, server_round: int, client_ids: list[int], shared: Params, cfg: ClientConfig,
-                    need_updates: bool) -> RoundResult:
-        arrays = {k: v.detach().cpu().numpy() for k, v in shared.items()}
-        outcomes = self.executor.train(server_round, client_ids, arrays, {**cfg.to_record(), "server-round": server_round})
-        good = [o for o in outcomes if o.error is None and o.num_examples > 0]
-        failures = [(o.client_id, o.error.splitlines()[0]) for o in outcomes if o.error is not None]
-        if not good:
-            return RoundResult(num_ok=0, failures=failures)
-        deltas = [{k: torch.as_tensor(v) for k, v in o.delta.items()} for o in good]
-        total, loss, mean, stacked, weights = reduce_outcomes(
-            deltas, [o.num_examples for o in good], [o.metrics.get("loss", float("nan")) for o in good], need_updates)
-        return RoundResult(num_ok=len(good), failures=failures, total_weight=total, loss=loss, mean_delta=mean,
-                           deltas=stacked, weights=weights, client_ids=[o.client_id for o in good])
+                    want_records: bool) -> RoundResult:
+        groups, missing = self.executor.groups(client_ids, self.per_user)
+        shared_record = R.to_array_record(shared)
+        round_record = R.to_config_record({**cfg.to_record(), R.SERVER_ROUND: server_round})
 
-    def rank(self, stage: str, shared: Params, users: np.ndarray) -> np.ndarray:
-        """Each user's device ranks its own held-out item; a device that fails counts as a miss (worst rank)."""
-        arrays = {k: v.detach().cpu().numpy() for k, v in shared.items()}
-        outcomes = {o.client_id: o for o in self.executor.evaluate([int(u) for u in users], arrays, stage)}
-        worst = self.num_items
-        return np.array([
-            int(outcomes[u].metrics["rank"]) if u in outcomes and outcomes[u].error is None else worst
-            for u in (int(u) for u in users)
-        ], dtype=np.int64)
+        def content(group):
+            meta = {R.SERVER_ROUND: server_round, R.USER_IDS: list(group), R.SESSION: self.session,
+                    R.WANT_RECORDS: bool(want_records)}
+            return RecordDict({R.SHARED: shared_record, R.ROUND_CONFIG: round_record, R.META: ConfigRecord(meta)})
+
+        result = RoundResult(failures=list(missing))
+        for outcome in self.executor.send(R.TRAIN, f"train-{server_round}", groups, content):
+            if outcome.error is not None:
+                result.failures.extend((c, outcome.error.splitlines()[0]) for c in outcome.client_ids)
+                continue
+            try:
+                decode_train_reply(outcome.client_ids, outcome.content, result)
+            except Exception as exc:  # noqa: BLE001 - a malformed reply fails its group only
+                result.failures.extend((c, f"bad reply: {exc!r}") for c in outcome.client_ids)
+        return result
+
+    def evaluate(self, stage: str, shared: Params, clients: np.ndarray, best: bool = False,
+                 server_round: int = 0) -> dict[str, np.ndarray]:
+        """Each node evaluates its users on their devices; users whose node fails count as misses."""
+        groups, _ = self.executor.groups(clients, per_user=False)
+        shared_record = R.to_array_record(shared)
+
+        def content(group):
+            meta = {R.STAGE: stage, R.USER_IDS: list(group), R.SERVER_ROUND: int(server_round), R.BEST: bool(best)}
+            return RecordDict({R.SHARED: shared_record, R.META: ConfigRecord(meta)})
+
+        by_user: dict[int, dict[str, np.ndarray]] = {}
+        for outcome in self.executor.send(R.EVALUATE, f"evaluate-{stage}", groups, content):
+            if outcome.error is not None or outcome.content is None:
+                continue
+            cols = R.from_array_record(outcome.content[R.COLUMNS])
+            for i, u in enumerate(outcome.content[R.META][R.USER_IDS]):
+                by_user[int(u)] = {k: v[i] for k, v in cols.items()}
+        failed = self.task.failed_columns(1)
+        rows = [by_user.get(int(u), {k: v[0] for k, v in failed.items()}) for u in clients]
+        return {k: np.array([r[k] for r in rows]) for k in failed}
+
+    def mark_best(self, server_round: int) -> None:
+        meta = ConfigRecord({R.ACTION: "mark-best", R.SERVER_ROUND: int(server_round)})
+        for outcome in self.executor.broadcast(R.QUERY, f"mark-best-{server_round}", RecordDict({R.META: meta})):
+            if outcome.error is not None:
+                raise RuntimeError(f"a SuperNode could not keep its best-round state: {outcome.error.splitlines()[0]}")
 
     def state_dict(self) -> dict:
         return {}
@@ -97,16 +131,52 @@ class FlowerEngine:
         pass
 
 
+def decode_train_reply(group: tuple[int, ...], content: RecordDict, result: RoundResult) -> None:
+    """Turn a node's train reply into records (or a partial sum) and failures, added to ``result``."""
+    meta = content[R.META]
+    answered = [int(u) for u in meta.get(R.USER_IDS, [])]
+    stray = set(answered) - set(group)
+    if stray:
+        raise ValueError(f"the reply answers users {sorted(stray)[:5]} that were not in the message")
+    for cid, reason in zip(meta.get(R.FAILED_IDS, []), meta.get(R.FAILED_REASONS, [])):
+        result.failures.append((int(cid), str(reason)))
+    if R.SUM in content:
+        metrics = content[R.SUM_METRICS]
+        sums = {k: torch.from_numpy(v) for k, v in R.from_array_record(content[R.SUM]).items()}
+        result.partials.append(PartialSum(sums, float(metrics["weight"]), float(metrics["loss-sum"]),
+                                          int(metrics["count"]), answered))
+        return
+    arrays = R.from_array_record(content[R.UPDATES]) if R.UPDATES in content else {}
+    metrics = content[R.CLIENT_METRICS] if R.CLIENT_METRICS in content else {}
+    per_user: dict[int, dict[str, torch.Tensor]] = {u: {} for u in answered}
+    for key, value in arrays.items():
+        uid, _, name = key.partition("/")
+        if int(uid) not in per_user:
+            raise ValueError(f"the reply has tensor {key!r} of a user it does not answer for")
+        per_user[int(uid)][name] = torch.from_numpy(value)
+    for uid in answered:
+        weight = metrics.get(f"{uid}/weight", -1)  # checked by the driver (a positive integer within the bound)
+        result.records.append(ClientRecord(uid, per_user[uid], weight,
+                                           {"loss": float(metrics.get(f"{uid}/loss", float("nan")))}))
+
+
 def run_driver(flat: dict, executor) -> FederatedResult:
     """Driver of the ServerApp (``driver`` in the run config): ffmrec's own loop over the Flower engine."""
+    from ffmrec.federated.run import build_observers
     from ffmrec.federated.strategies import build_strategy
 
-    config = _run_config(flat)
-    task = _task(config)
-    strategy = build_strategy(config.federated, embedding_params=("item_emb.weight",))
-    engine = FlowerEngine(executor, task.model.num_items)
-    return run_server(task.num_clients, task.initial_shared(), engine, strategy, config.federated, config.eval.ks,
-                      Path(flat[RUN_DIR_KEY]), config.seed, progress=False)
+    config = flat.get(CONFIG_OBJECT_KEY)
+    if config is None:
+        config, build_task = _resolve(flat)
+    else:
+        _, build_task = _resolve(flat)
+    task = build_task(config, None)
+    fed = config.federated
+    out_dir = Path(flat[RUN_DIR_KEY])
+    strategy = build_strategy(fed, embedding_params=task.embedding_params)
+    engine = FlowerEngine(executor, task, per_user=fed.message_mode == "per-user")
+    observers = build_observers(fed, task, out_dir)
+    return run_server(task, engine, strategy, fed, out_dir, config.seed, observers, progress=False)
 
 
 def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedResult:
@@ -114,7 +184,7 @@ def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedRes
     from ffmrec.federated.engines.flower.simulation import run_flower_simulation as simulate
 
     nodes = max(1, min(config.federated.num_supernodes, num_users))
-    return simulate(flower_run_config(config, out_dir), nodes)
+    return simulate(flower_run_config(config, out_dir), nodes, server_extra={CONFIG_OBJECT_KEY: config})
 
 
 def run_flower_deployment(config, out_dir: Path, num_users: int) -> FederatedResult:

@@ -5,8 +5,9 @@ only delivers the work. Users are clients; a SuperNode holds the users ``u`` wit
 ``u % num-partitions == partition-id`` (its ``node_config``). At start the executor sends a ``query`` message to every
 connected node to learn its partition, and keeps the map ``partition -> node id``.
 
-Each sampled user gets one Message (``train`` or ``evaluate``) sent to the node that holds it. A node has at most
-``max_in_flight_per_node`` messages outstanding, and the next message to a node is pushed as soon as one of its replies
+Work is sent in *groups* of clients held by one node: in cohort mode one message per node per round carries all of
+that node's sampled users (the node trains them vectorised), in per-user mode one message per user (one device per
+SuperNode, the real cross-device case). A node has at most ``max_in_flight_per_node`` messages outstanding, and the next message to a node is pushed as soon as one of its replies
 arrives (nodes work in parallel with each other):
 
 * simulation engine (``InMemoryGrid``): 1. The engine keeps one ``Context`` per node and the ClientApp writes the
@@ -16,10 +17,10 @@ arrives (nodes work in parallel with each other):
 * deployment engine: 2. A SuperNode pulls and processes one message at a time by itself; having the next one already
   waiting at the SuperLink saves the SuperNode's idle poll (3 s in flwr 1.41) between messages.
 
-Messages carry the user id, so replies are matched to users by message id and checked against it. A reply that is a
-Flower error or cannot be decoded becomes ``ClientOutcome(error=...)``; so does every message to a node that made no
-progress (no reply) for ``timeout`` seconds, after which that node gets no more work in the call (its remaining users
-fail at once instead of each waiting ``timeout`` again). Outcomes come back ordered by client id.
+Replies are matched to their group by message id. A reply that is a Flower error becomes
+``GroupOutcome(error=...)``; so does every message to a node that made no progress (no reply) for ``timeout`` seconds,
+after which that node gets no more work in the call (its remaining groups fail at once instead of each waiting
+``timeout`` again). Outcomes come back in group order; decoding the content is the engine's business.
 
 The executor uses ``grid.push_messages`` / ``grid.pull_messages`` rather than ``grid.send_and_receive``: it needs to
 send a node its next message as soon as it answers, to time out per node, and to poll faster than
@@ -32,6 +33,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,14 +48,12 @@ log = logging.getLogger("ffmrec.flower")
 
 
 @dataclass
-class ClientOutcome:
-    """What one client returned to the server."""
+class GroupOutcome:
+    """The reply to one message: a group of clients on one node (a cohort, or one user)."""
 
-    client_id: int
-    delta: dict[str, np.ndarray] | None
-    num_examples: int
-    metrics: dict[str, float]
-    error: str | None = None  # set when the client raised or timed out (the round continues)
+    client_ids: tuple[int, ...]
+    content: RecordDict | None
+    error: str | None = None  # set when the node failed, timed out or the message could not be delivered
 
 
 class NodeDiscoveryError(RuntimeError):
@@ -62,7 +62,7 @@ class NodeDiscoveryError(RuntimeError):
 
 @dataclass
 class _Job:
-    client_id: int
+    client_id: int  # the index of the group in the call
     node_id: int
     sent_at: float = 0.0
 
@@ -188,41 +188,41 @@ class FlowerGridExecutor:
             raise RuntimeError("call discover() first")
         return self.partition_to_node.get(int(client_id) % self.num_partitions)
 
-    # --- the ClientExecutor protocol ------------------------------------------------------------------------------
-    def train(self, server_round: int, client_ids: list[int], shared: dict[str, np.ndarray],
-              round_config: dict) -> list[ClientOutcome]:
-        meta = {R.SERVER_ROUND: int(server_round), R.STAGE: "train"}
-        return self._run(R.TRAIN, f"train-{server_round}", client_ids, shared, meta, round_config)
-
-    def evaluate(self, client_ids: list[int], shared: dict[str, np.ndarray], stage: str) -> list[ClientOutcome]:
-        meta = {R.STAGE: str(stage)}
-        return self._run(R.EVALUATE, f"evaluate-{stage}", client_ids, shared, meta, None)
-
     # --- delivery --------------------------------------------------------------------------------------------------
-    def _run(self, message_type: str, group_id: str, client_ids: list[int], shared: dict[str, np.ndarray],
-             meta: dict, round_config: dict | None) -> list[ClientOutcome]:
-        ids = sorted({int(c) for c in client_ids})
-        if not ids:
-            return []
+    def groups(self, client_ids, per_user: bool) -> tuple[list[tuple[int, ...]], list[tuple[int, str]]]:
+        """Split ``client_ids`` into message groups: one per node holding any of them (cohort mode) or one per user;
+        clients whose partition has no node are returned as failures."""
         self._ensure_nodes()
-        shared_record = R.to_array_record(shared)
-        round_record = R.to_config_record(round_config) if round_config is not None else None
-        outcomes: dict[int, ClientOutcome] = {}
-        queues: dict[int, deque[int]] = {}
-        for cid in ids:
+        by_node: dict[int, list[int]] = {}
+        missing = []
+        for cid in sorted({int(c) for c in client_ids}):
             node = self.node_for(cid)
             if node is None:
-                outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=(
-                    f"no SuperNode holds partition {cid % self.num_partitions} (user {cid})"))
+                missing.append((cid, f"no SuperNode holds partition {cid % self.num_partitions} (user {cid})"))
             else:
-                queues.setdefault(node, deque()).append(cid)
+                by_node.setdefault(node, []).append(cid)
+        if per_user:
+            return [(c,) for ids in by_node.values() for c in ids], missing
+        return [tuple(ids) for ids in by_node.values()], missing
 
-        def make(cid: int, node: int) -> Message:
-            content = RecordDict({R.SHARED: shared_record, R.META: ConfigRecord({**meta, R.USER_ID: cid})})
-            if round_record is not None:
-                content[R.ROUND_CONFIG] = round_record
+    def send(self, message_type: str, group_id: str, groups: list[tuple[int, ...]],
+             content_for: Callable[[tuple[int, ...]], RecordDict]) -> list[GroupOutcome]:
+        """Deliver one message per group (to the node holding its clients) and collect the replies, in group order."""
+        if not groups:
+            return []
+        self._ensure_nodes()
+        outcomes: dict[int, GroupOutcome] = {}
+        queues: dict[int, deque[int]] = {}
+        for g, ids in enumerate(groups):
+            node = self.node_for(ids[0])
+            if node is None:
+                outcomes[g] = GroupOutcome(ids, None, f"no SuperNode holds partition {ids[0] % self.num_partitions}")
+            else:
+                queues.setdefault(node, deque()).append(g)
+
+        def make(g: int, node: int) -> Message:
             ttl = max(self.timeout * 1.5, self.timeout + 30.0)
-            return Message(content, node, message_type, ttl=ttl, group_id=group_id)
+            return Message(content_for(groups[g]), node, message_type, ttl=ttl, group_id=group_id)
 
         in_flight: dict[str, _Job] = {}
         busy: dict[int, int] = {}  # node -> messages outstanding
@@ -230,23 +230,23 @@ class FlowerGridExecutor:
         dead_nodes: set[int] = set()
         window = self._window()
 
-        def fail(cid: int, error: str) -> None:
-            outcomes[cid] = ClientOutcome(cid, None, 0, {}, error=error)
+        def fail(g: int, error: str) -> None:
+            outcomes[g] = GroupOutcome(groups[g], None, error)
 
         def refill() -> None:
             batch, jobs = [], []
             for node, queue in queues.items():
                 while queue and busy.get(node, 0) < window and node not in dead_nodes:
-                    cid = queue.popleft()
-                    batch.append(make(cid, node))
-                    jobs.append(_Job(cid, node))
+                    g = queue.popleft()
+                    batch.append(make(g, node))
+                    jobs.append(_Job(g, node))
                     busy[node] = busy.get(node, 0) + 1
             if not batch:
                 return
             try:
                 pushed = set(self.grid.push_messages(batch))
                 problem = ""
-            except Exception as exc:  # noqa: BLE001 - e.g. the SuperLink briefly unreachable: these users fail
+            except Exception as exc:  # noqa: BLE001 - e.g. the SuperLink briefly unreachable: these groups fail
                 pushed, problem = set(), f": {exc!r}"
             now = time.monotonic()
             for msg, job in zip(batch, jobs):
@@ -270,10 +270,14 @@ class FlowerGridExecutor:
             now = time.monotonic()
             for reply in replies:
                 job = in_flight.pop(reply.metadata.reply_to_message_id, None)
-                if job is not None:
-                    busy[job.node_id] -= 1
-                    clock[job.node_id] = now
-                    outcomes[job.client_id] = self._decode(job, reply, message_type)
+                if job is None:
+                    continue
+                busy[job.node_id] -= 1
+                clock[job.node_id] = now
+                if reply.has_error():
+                    fail(job.client_id, f"node {job.node_id} [flwr error {reply.error.code}]: {reply.error.reason}")
+                else:
+                    outcomes[job.client_id] = GroupOutcome(groups[job.client_id], reply.content)
             for node in {j.node_id for j in in_flight.values()}:
                 if now - clock[node] > self.timeout:  # no progress on this node for `timeout` seconds
                     dead_nodes.add(node)
@@ -290,7 +294,14 @@ class FlowerGridExecutor:
             refill()
             if in_flight:  # always pause between pulls: a busy-polling server thread takes CPU from the clients
                 time.sleep(self.poll_interval)
-        return [outcomes[c] for c in ids]
+        return [outcomes[g] for g in range(len(groups))]
+
+    def broadcast(self, message_type: str, group_id: str, content: RecordDict) -> list[GroupOutcome]:
+        """The same message to every mapped node (e.g. "keep your current state as the best round's")."""
+        self._ensure_nodes()
+        nodes = sorted(self.partition_to_node.items())
+        groups = [(part,) for part, _ in nodes]  # a partition id is a client id of that partition
+        return self.send(message_type, group_id, groups, lambda ids: content)
 
     def _window(self) -> int:
         if self.max_in_flight_per_node is not None:
@@ -299,25 +310,6 @@ class FlowerGridExecutor:
         # A deployed SuperNode handles one message at a time by itself; a second one queued at the SuperLink saves
         # the SuperNode's idle poll (3 s) between messages: 2.
         return 1 if type(self.grid).__name__ == "InMemoryGrid" else 2
-
-    @staticmethod
-    def _decode(job: _Job, reply: Message, message_type: str) -> ClientOutcome:
-        cid = job.client_id
-        if reply.has_error():
-            err = reply.error
-            return ClientOutcome(cid, None, 0, {}, error=f"node {job.node_id} [flwr error {err.code}]: {err.reason}")
-        try:
-            content = reply.content
-            got = int(content[R.META][R.USER_ID])
-            if got != cid:
-                raise ValueError(f"reply is for user {got}")
-            num_examples, metrics = R.from_metric_record(content[R.METRICS])
-            delta = R.from_array_record(content[R.DELTA]) if message_type == R.TRAIN else None
-            if message_type == R.EVALUATE and num_examples == 0:
-                num_examples = 1
-            return ClientOutcome(cid, delta, num_examples, metrics)
-        except Exception as exc:  # noqa: BLE001 - a malformed reply fails this client only
-            return ClientOutcome(cid, None, 0, {}, error=f"bad reply from node {job.node_id}: {exc!r}")
 
     def _push_and_pull(self, messages: list[Message], timeout: float) -> tuple[list[Message], set[str]]:
         """Push ``messages`` and pull their replies for up to ``timeout`` s; returns (replies, ids still missing)."""

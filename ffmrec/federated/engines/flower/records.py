@@ -1,14 +1,21 @@
 """The wire format between ffmrec's server driver and the Flower ClientApp (Flower Message API, flwr >= 1.21).
 
-An instruction message (``train`` / ``evaluate`` / ``query``) carries
+A message is for a *group* of users held by one SuperNode (all its sampled users in cohort mode, one in per-user mode).
 
-* ``"shared"``: an :class:`~flwr.app.ArrayRecord` with the global shared parameters (not for ``query``);
-* ``"meta"``: a :class:`~flwr.app.ConfigRecord` with ``user-id``, ``server-round`` and ``stage``;
-* ``"round-config"``: a :class:`~flwr.app.ConfigRecord` with the round's client config (``train`` only).
+``train``: ``"shared"`` (ArrayRecord, the global shared parameters), ``"round-config"`` (ConfigRecord, the round's
+client config) and ``"meta"`` (ConfigRecord: ``user-ids``, ``server-round``, ``session``, ``want-records``). The reply's
+``"meta"`` has ``user-ids`` (the users that answered), ``failed-ids`` and ``failed-reasons``; then either one record per
+user, ``"updates"`` (ArrayRecord, keys ``"<user>/<tensor>"``) and ``"client-metrics"`` (MetricRecord, keys
+``"<user>/weight"``, ``"<user>/loss"``), or the group's partial sum, ``"sum"`` (ArrayRecord, float64) and
+``"sum-metrics"`` (``weight``, ``loss-sum``, ``count``).
 
-A reply carries ``"delta"`` (ArrayRecord, ``train`` only), ``"metrics"`` (MetricRecord: ``num-examples`` plus the
-client's metrics) and ``"meta"`` (``user-id``), or a Flower ``Error`` when the client failed. A ``query`` reply carries
-``"node"`` (ConfigRecord: ``partition-id``, ``num-partitions``). Personal state never appears in a message.
+``evaluate``: ``"shared"`` and ``"meta"`` (``user-ids``, ``stage``, ``server-round``, ``best``); the reply carries
+``"columns"`` (ArrayRecord: the task's per-user evaluation columns, in the order of ``user-ids``).
+
+``query``: ``"meta"`` with ``action`` (``info``: the reply's ``"node"`` has ``partition-id``, ``num-partitions``;
+``mark-best``: the node keeps its personal state of ``server-round`` as the best round's).
+
+A failed node answers with a Flower ``Error``. Personal state never appears in a message.
 """
 
 from __future__ import annotations
@@ -26,6 +33,18 @@ METRICS = "metrics"
 NODE = "node"
 
 USER_ID = "user-id"
+USER_IDS = "user-ids"
+FAILED_IDS = "failed-ids"
+FAILED_REASONS = "failed-reasons"
+SESSION = "session"
+WANT_RECORDS = "want-records"
+BEST = "best"
+ACTION = "action"
+UPDATES = "updates"
+CLIENT_METRICS = "client-metrics"
+SUM = "sum"
+SUM_METRICS = "sum-metrics"
+COLUMNS = "columns"
 SERVER_ROUND = "server-round"
 STAGE = "stage"
 NUM_EXAMPLES = "num-examples"

@@ -49,12 +49,13 @@ def backend_config(num_cpus_per_client: float = 1, num_gpus_per_client: float = 
 def run_flower_simulation(config: dict, num_supernodes: int, *, mode: str = "inprocess",
                           num_cpus_per_client: float = 1, num_gpus_per_client: float = 0.0,
                           ray_num_cpus: int | None = 2, ray_num_gpus: int | None = None,
-                          timeout: float = 600.0, verbose: bool = False):
+                          timeout: float = 600.0, verbose: bool = False, server_extra: dict | None = None):
     """Run ``config`` (the flat run config: task, driver and ``client-timeout`` etc., see
     :mod:`~ffmrec.federated.engines.flower.apps`) with ``num_supernodes`` virtual SuperNodes; returns the driver's result.
 
     ``mode="flwr-run"`` returns the dict read back from ``output-dir`` (``result.json`` entries plus one dict of
-    arrays per ``.npz``); ``timeout`` bounds that mode only (the in-process engine has no overall timeout; each
+    arrays per ``.npz``); ``server_extra`` goes to the in-process ServerApp only (the config object itself, so no YAML
+    round-trip); ``timeout`` bounds that mode only (the in-process engine has no overall timeout; each
     client reply is bounded by ``client-timeout``).
     """
     if num_supernodes < 1:
@@ -62,21 +63,21 @@ def run_flower_simulation(config: dict, num_supernodes: int, *, mode: str = "inp
     config = {**dict(config), "num-supernodes": int(num_supernodes)}
     if mode == "inprocess":
         return _run_inprocess(config, num_supernodes, backend_config(
-            num_cpus_per_client, num_gpus_per_client, ray_num_cpus, ray_num_gpus), verbose)
+            num_cpus_per_client, num_gpus_per_client, ray_num_cpus, ray_num_gpus), verbose, server_extra or {})
     if mode == "flwr-run":
         return _run_flwr_run(config, num_supernodes, num_cpus_per_client, num_gpus_per_client, ray_num_cpus,
                              timeout, verbose)
     raise ValueError(f"mode={mode!r}: use 'inprocess' or 'flwr-run'")
 
 
-def _run_inprocess(config: dict, num_supernodes: int, backend: dict, verbose: bool):
+def _run_inprocess(config: dict, num_supernodes: int, backend: dict, verbose: bool, server_extra: dict):
     import ray
     from flwr.simulation import run_simulation
 
     from ffmrec.federated.engines.flower.apps import make_client_app, make_server_app
 
     results: list = []
-    server_app = make_server_app(config, on_result=results.append)
+    server_app = make_server_app({**config, **server_extra}, on_result=results.append)
     client_app = make_client_app(config)
     # Ray actors get PYTHONPATH from this process (Flower forwards sys.path); make sure ffmrec is importable there.
     try:

@@ -1,0 +1,47 @@
+"""Client-side transforms of the outgoing update: applied on the device, after local training, before anything leaves.
+
+This is where clipping and noise for differential privacy go. A transform maps a group of clients' stacked updates
+``(C, *shape)`` to what they send, row by row (client ``c`` only ever sees its own row and its own generator), so that
+it gives the same result whether an engine runs clients one at a time (Flower, per user) or in chunks (the fast
+simulator, a SuperNode's cohort). Every engine applies it through :func:`apply_transform`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ffmrec.errors import ConfigError
+from ffmrec.tasks.base import Params
+
+
+class ClientTransform:
+    """Base: ``__call__(stacked, generators) -> stacked``; ``generators[c]`` is client ``c``'s own stream."""
+
+    def __call__(self, stacked: Params, generators: list[torch.Generator]) -> Params:
+        raise NotImplementedError
+
+
+@dataclass
+class ClipNorm(ClientTransform):
+    """Scale each client's whole update to L2 norm at most ``max_norm`` (the clipping step of DP-FedAvg,
+    McMahan et al., ICLR 2018): ``u * min(1, max_norm / ||u||)``."""
+
+    max_norm: float
+
+    def __post_init__(self) -> None:
+        if not self.max_norm > 0:
+            raise ConfigError(f"federated.client_clip_norm={self.max_norm} must be > 0 (or null for no clipping).")
+
+    def __call__(self, stacked: Params, generators: list[torch.Generator]) -> Params:
+        sq = sum(v.double().flatten(1).pow(2).sum(1) for v in stacked.values())  # (C,)
+        scale = (self.max_norm / sq.sqrt().clamp(min=1e-12)).clamp(max=1.0)
+        return {k: (v.double() * scale.view(-1, *([1] * (v.dim() - 1)))).to(v.dtype) for k, v in stacked.items()}
+
+
+def build_transform(cfg) -> ClientTransform | None:
+    """The transform a :class:`~ffmrec.federated.config.FederatedConfig` asks for (None: send the update as is)."""
+    if cfg.client_clip_norm is None:
+        return None
+    return ClipNorm(cfg.client_clip_norm)

@@ -1,0 +1,143 @@
+"""What one client does: the seams every federated engine and the driver loop call.
+
+A *client task* owns the clients' private data (each client only ever sees its own), the model architecture, which
+parameters are shared and which personal, and four seams:
+
+``prepare(client, round)``
+    Runs on the device each round with the client's own generator (:func:`client_generator`, from
+    ``(seed, round, client)``), and builds that round's training inputs from the client's private data: the padded
+    sequence, augmented or generated views, dropout noise and sampled negatives. What it builds never leaves the device.
+``objective(params, batch)``
+    The local objective: the model's loss plus the task's own terms, as a pure function of the parameters (so that
+    ``torch.func`` can differentiate and ``vmap`` it).
+``trainer``
+    ``"functional"``: the engines run :func:`ffmrec.federated.client.local_update` on the objective, vectorised over
+    clients with ``vmap``; ``"stateful"``: the task trains one client at a time with a real optimizer on a stateful
+    module (a Hugging Face model with PEFT adapters), through :meth:`ClientTask.train_stateful`.
+``evaluate(stage, shared, personal, clients)``
+    Per-client evaluation columns computed where the data lives (the held-out item's rank, or set-based counts);
+    :meth:`ClientTask.summarize` turns the columns of all clients into the run's metrics.
+
+A task whose objective over a collated batch, multiplied by the batch's total weight, is the sum of its clients'
+weighted objectives sets :attr:`ClientTask.fused_mean`; only then may the fast simulator take its fused path (one
+batched backward for a whole chunk). Everything else runs client by client (vectorised).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+Params = dict[str, torch.Tensor]
+
+
+def client_seed(seed: int, server_round: int, client_id: int, stream: str = "") -> int:
+    """A 63-bit seed for one client's randomness in one round (identical in every engine and after a resume);
+    ``stream`` separates independent uses (``"transform"`` for the outgoing update's noise)."""
+    digest = hashlib.blake2b(f"{seed}/{server_round}/{client_id}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def client_generator(seed: int, server_round: int, client_id: int, stream: str = "") -> torch.Generator:
+    """A torch generator seeded by :func:`client_seed`."""
+    return torch.Generator().manual_seed(client_seed(seed, server_round, client_id, stream))
+
+
+def payload_bytes(tensors: Params) -> int:
+    """Bytes of the tensors' data, the size every engine reports for what a client sends or receives."""
+    return int(sum(t.numel() * t.element_size() for t in tensors.values()))
+
+
+class ClientTask:
+    """Base of every client task (see the module docstring for the seams)."""
+
+    #: ``"functional"`` (vmappable pure update) or ``"stateful"`` (one client at a time, a real optimizer).
+    trainer: str = "functional"
+    #: The objective over a collated batch is the weighted mean of the clients' objectives (see the module docstring).
+    fused_mean: bool = False
+    #: ``"ranking"`` (HR/NDCG/MRR over ranks) or ``"set"`` (precision/recall/F1/MRR/Hits@K).
+    metric_kind: str = "ranking"
+    seed: int = 0
+    shared_names: list[str]
+    personal_names: tuple[str, ...] = ()
+    #: Shared embedding tables whose rows a client touches sparsely (row-wise FedAvg averages them per row).
+    embedding_params: tuple[str, ...] = ()
+
+    # --- the population --------------------------------------------------------------------------------------------
+    @property
+    def num_clients(self) -> int:
+        raise NotImplementedError
+
+    def weight(self, client: int) -> int:
+        """The client's weight in averaging (its training examples); 0 means it has nothing to train on."""
+        raise NotImplementedError
+
+    @property
+    def max_weight(self) -> int:
+        """The largest weight an honest client can claim (the driver refuses records above it)."""
+        raise NotImplementedError
+
+    # --- parameters ------------------------------------------------------------------------------------------------
+    def initial_shared(self) -> Params:
+        raise NotImplementedError
+
+    def initial_personal(self, client: int) -> Params:
+        """The client's personal rows, each ``(1, ...)``, drawn from its own seed (identical in every engine)."""
+        return {}
+
+    def shared_specs(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name -> (shape, dtype) of every shared tensor: exactly what a client may send."""
+        return {k: (tuple(v.shape), v.dtype) for k, v in self.initial_shared().items()}
+
+    # --- on the device ---------------------------------------------------------------------------------------------
+    def prepare(self, client: int, server_round: int) -> dict:
+        """The client's training input for this round (no batch dimension), from its own generator."""
+        raise NotImplementedError
+
+    def collate(self, prepared: Sequence[dict]) -> dict:
+        """Stack prepared inputs of several clients into one batch (padding as the model needs)."""
+        raise NotImplementedError
+
+    def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
+        """The local objective of a batch (a scalar), a pure function of ``params`` (shared and personal)."""
+        raise NotImplementedError
+
+    def train_stateful(self, client: int, server_round: int, shared: Params, personal: Params,
+                       cfg) -> tuple[Params, Params, float]:
+        """Stateful trainer: ``(shared delta, new personal rows, loss)`` for one client."""
+        raise NotImplementedError(f"{type(self).__name__} has no stateful trainer")
+
+    def private_arrays(self, client: int, server_round: int) -> dict[str, torch.Tensor]:
+        """Everything the client holds that must never leave it (raw data, ``prepare`` outputs); the egress audit
+        checks no outgoing tensor equals any of these."""
+        prepared = self.prepare(client, server_round) if self.weight(client) > 0 else {}
+        out = {}
+        for key, value in _flatten(prepared).items():
+            out[f"prepare/{key}"] = value
+        return out
+
+    # --- evaluation where the data lives ---------------------------------------------------------------------------
+    def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-client evaluation columns; ``personal[name]`` holds the clients' rows in the order of ``clients``."""
+        raise NotImplementedError
+
+    def summarize(self, columns: dict[str, np.ndarray]) -> dict[str, float]:
+        """The run's metrics from the columns of every evaluated client."""
+        raise NotImplementedError
+
+    def failed_columns(self, num: int) -> dict[str, np.ndarray]:
+        """Columns for clients whose evaluation failed: they count as misses."""
+        raise NotImplementedError
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, torch.Tensor):
+            out[prefix + key] = value
+    return out
