@@ -27,29 +27,30 @@ import torch
 from common import RESULTS, overrides_for, peak_rss_mb, write_results
 
 from ffmrec.data import load_dataset
+from ffmrec.data.batching import iterate_batches
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.federated.engines.fast import FastSimulator
-from ffmrec.federated.run import build_task
+from ffmrec.federated.server import aggregate
 from ffmrec.federated.strategies import FedAdam
+from ffmrec.methods import build_sequential_task
 from ffmrec.pipeline import pipeline
 from ffmrec.recipes import load_recipe
-from ffmrec.data.batching import iterate_batches
 
 
 def time_round_vs_epoch(name: str, repeats: int, overrides: list[str]) -> dict:
     config = load_recipe("fedsasrec", name, overrides)
     dataset = load_dataset(config.dataset, options=config.data)
     split = LeaveOneOut(dataset.sequences())
-    task = build_task(config, dataset, split)
+    task = build_sequential_task(config, dataset, split)
     engine = FastSimulator(task, chunk_size=config.federated.chunk_size)
     strategy = FedAdam(config.federated.server_lr)
     shared = task.initial_shared()
     all_users = list(range(task.num_clients))
 
     model = task.build_model(task.num_clients)
-    model.load_state_dict({**shared, **{k: v.flatten(0, 1) for k, v in engine.personal.items()}})
+    model.load_state_dict({**shared, **{k: v.flatten(0, 1) for k, v in engine.cohort.store.table.items()}})
     opt = torch.optim.Adam(model.parameters(), lr=config.federated.server_lr)
-    histories = task.histories
+    histories = [task.histories[u] for u in range(task.num_clients)]
 
     def centralized_epoch() -> float:
         model.train()
@@ -64,8 +65,8 @@ def time_round_vs_epoch(name: str, repeats: int, overrides: list[str]) -> dict:
     def federated_round() -> float:
         nonlocal shared
         t0 = time.perf_counter()
-        result = engine.train_round(1, all_users, shared, config.federated.client, need_updates=False)
-        shared = strategy.apply(shared, result.mean_delta)
+        result = engine.train_round(1, all_users, shared, config.federated.client, want_records=False)
+        shared = strategy.apply(shared, aggregate(result, strategy)[0])
         return time.perf_counter() - t0
 
     epochs, rounds = [], []

@@ -18,9 +18,11 @@ parameters are shared and which personal, and four seams:
     Per-client evaluation columns computed where the data lives (the held-out item's rank, or set-based counts);
     :meth:`ClientTask.summarize` turns the columns of all clients into the run's metrics.
 
-A task whose objective over a collated batch, multiplied by the batch's total weight, is the sum of its clients'
-weighted objectives sets :attr:`ClientTask.fused_mean`; only then may the fast simulator take its fused path (one
-batched backward for a whole chunk). Everything else runs client by client (vectorised).
+A task that can compute ``sum_c n_c * L_c`` over a collated chunk, each client's term from its own data only
+(:meth:`ClientTask.fused_sum`), sets :attr:`ClientTask.fusable`; only then may an engine take the fused path (one
+batched backward for a whole chunk: exact for one SGD step, by linearity). Everything else runs client by client
+(vectorised). A per-position mean loss gets ``fused_sum`` for free (the batch mean times the total weight); a loss with
+an InfoNCE term must sum per client explicitly, or stay unfused.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class ClientTask:
 
     #: ``"functional"`` (vmappable pure update) or ``"stateful"`` (one client at a time, a real optimizer).
     trainer: str = "functional"
-    #: The objective over a collated batch is the weighted mean of the clients' objectives (see the module docstring).
-    fused_mean: bool = False
+    #: :meth:`fused_sum` computes ``sum_c n_c * L_c`` exactly (see the module docstring).
+    fusable: bool = False
     #: ``"ranking"`` (HR/NDCG/MRR over ranks) or ``"set"`` (precision/recall/F1/MRR/Hits@K).
     metric_kind: str = "ranking"
     seed: int = 0
@@ -104,6 +106,11 @@ class ClientTask:
     def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
         """The local objective of a batch (a scalar), a pure function of ``params`` (shared and personal)."""
         raise NotImplementedError
+
+    def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
+        """``sum_c n_c * L_c`` over a collated chunk (``batch["users"]`` indexes the chunk's personal rows); the default
+        holds when the objective is a mean over positions whose count per client is its weight."""
+        return self.objective(params, batch, compact=True) * weights.sum()
 
     def train_stateful(self, client: int, server_round: int, shared: Params, personal: Params,
                        cfg) -> tuple[Params, Params, float]:

@@ -152,14 +152,15 @@ def collate_views(views: Sequence[dict], time_axes: dict[str, tuple[int, ...]] |
 
 
 # --- the loss ------------------------------------------------------------------------------------------------------
-def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0, reduce: bool = True) -> torch.Tensor:
     """NT-Xent (Chen et al., SimCLR, ICML 2020; CL4SRec Eq. 9) of ``N`` positive pairs ``(z1[i], z2[i])``, each
     ``(..., N, d)``: over the ``2N`` views, the positive of a view is its pair's other view and its negatives are the
     other ``2N - 2`` views (leading dimensions are independent batches)::
 
         l(i) = -log( exp(s(i, pos(i)) / tau) / sum_{k != i} exp(s(i, k) / tau) ),   s(a, b) = <z_a, z_b>
 
-    averaged over the ``2N`` anchors (and the leading dimensions). Normalise ``z`` first for cosine similarity.
+    averaged over the ``2N`` anchors (and, with ``reduce``, over the leading dimensions; else one value per leading
+    index). Normalise ``z`` first for cosine similarity.
     """
     n = z1.shape[-2]
     z = torch.cat([z1, z2], dim=-2)  # (..., 2N, d)
@@ -168,7 +169,8 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> to
     log_p = sim.masked_fill(eye, float("-inf")).log_softmax(dim=-1)  # a view is not its own negative
     anchors = torch.arange(2 * n, device=z.device)
     positives = (anchors + n) % (2 * n)  # view i of z1 <-> view i of z2
-    return -log_p[..., anchors, positives].mean()
+    per_anchor = -log_p[..., anchors, positives]  # (..., 2N)
+    return per_anchor.mean() if reduce else per_anchor.mean(-1)
 
 
 def check_mask_token(model: Recommender, cfg: ContrastiveConfig) -> int | None:
@@ -195,9 +197,14 @@ class CL4SRecObjective(nn.Module):
         self.cfg = cfg
         self.in_batch_negatives = in_batch_negatives
 
-    def forward(self, batch: dict, compact: bool = True) -> torch.Tensor:
+    def forward(self, batch: dict, compact: bool = True, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The objective of the batch; with ``weights`` ``(B,)`` (federated, per-client pools only) the fused sum
+        ``sum_b n_b * (CE_b + lambda * InfoNCE_b)``, where the CE part is a mean over positions whose count per client
+        is its weight."""
         views = batch["views"]
         rec = self.model.calculate_loss({k: v for k, v in batch.items() if k != "views"}, compact=compact)
+        if weights is not None:
+            rec = rec * weights.sum()
         if self.cfg.weight == 0:
             return rec
         ids = views["input_ids"]  # (B, 2, P, L)
@@ -212,6 +219,8 @@ class CL4SRecObjective(nn.Module):
             z = F.normalize(z, dim=-1)
         if self.in_batch_negatives:
             cl = info_nce(z[:, 0].flatten(0, 1), z[:, 1].flatten(0, 1), self.cfg.temperature)  # one pool of B * P pairs
+        elif weights is not None:  # each row its own pool, weighted by its client's weight
+            cl = (weights * info_nce(z[:, 0], z[:, 1], self.cfg.temperature, reduce=False)).sum()
         else:
             cl = info_nce(z[:, 0], z[:, 1], self.cfg.temperature)  # (B, P, d): each row its own pool
         return rec + self.cfg.weight * cl
@@ -241,8 +250,8 @@ class CL4SRecTask(SequentialTask):
 
     ``prepare`` adds ``views`` to the sequential example: ``cfg.pairs`` pairs of augmented views of the client's
     training history (its last ``max_len`` items), and their dropout noise, from the client's ``"aug"`` stream.
-    The objective is not a per-position mean (InfoNCE couples a client's views), so ``fused_mean`` is False and the
-    engines train client by client (vectorised).
+    The objective is not a per-position mean (InfoNCE couples a client's views), so :meth:`fused_sum` adds each client's
+    own InfoNCE weighted by its weight explicitly; with it the fused path is exact (tested against the per-client one).
     """
 
     def __init__(self, split: LeaveOneOut, build_model: Callable[[int], Recommender], seed: int,
@@ -252,7 +261,7 @@ class CL4SRecTask(SequentialTask):
         self.cfg = cfg
         self.mask_id = check_mask_token(self.model, cfg)
         self.loss = CL4SRecObjective(self.model, cfg, in_batch_negatives=False)
-        self.fused_mean = False
+        self.fusable = not self.loss.in_batch_negatives
 
     def prepare(self, client: int, server_round: int) -> dict:
         example = super().prepare(client, server_round)
@@ -272,3 +281,7 @@ class CL4SRecTask(SequentialTask):
 
     def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
         return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,), {"compact": compact})
+
+    def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,),
+                               {"compact": True, "weights": weights})

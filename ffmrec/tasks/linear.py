@@ -48,7 +48,7 @@ class _Linear(nn.Module):
 
 
 class LinearTask(ClientTask):
-    fused_mean = True
+    fusable = True
     metric_kind = "regression"
 
     def __init__(self, cfg: LinearConfig, clients: np.ndarray | None = None):

@@ -46,7 +46,7 @@ class SequentialTask(ClientTask):
         self.shared_names = self.model.shared_parameter_names()
         self.personal_names = tuple(self.model.personal_parameters)
         self.embedding_params = tuple(self.model.embedding_parameters)
-        self.fused_mean = bool(self.model.loss_is_position_mean)
+        self.fusable = bool(self.model.loss_is_position_mean)
         self._eval_model: Recommender | None = None
         self._eval_rows = 0
 

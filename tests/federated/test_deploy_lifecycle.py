@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,9 +28,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux /proc")]
 
 REPO = Path(__file__).resolve().parents[2]
-TOY = {"method-resolver": "ffmrec.tasks.linear:from_flat",  # per-user linear regression (ffmrec.tasks.linear)
-       "run-dir": tempfile.mkdtemp(prefix="ffmrec-lifecycle-"),
-       "num-users": 4, "client-timeout": 60.0, "discovery-timeout": 60.0}
+LINEAR = {"method-resolver": "ffmrec.tasks.linear:from_flat",  # per-user linear regression (ffmrec.tasks.linear)
+          "num-users": 4, "client-timeout": 60.0, "discovery-timeout": 60.0}
+
+
+def linear_run(tmp_path: Path, **keys) -> dict:
+    """The run config of a linear-regression run writing into ``tmp_path``."""
+    return {**LINEAR, "run-dir": str(tmp_path / "run"), "output-dir": str(tmp_path / "out"), **keys}
 
 
 class TreeWatch(threading.Thread):
@@ -104,7 +107,7 @@ def test_sigkill_of_the_starting_process_ends_the_whole_cluster(tmp_path):
     import json
 
     workdir = tmp_path / "cluster"
-    config = {**TOY, "num-supernodes": 2, "rounds": 10_000, "output-dir": str(tmp_path / "out")}
+    config = linear_run(tmp_path, **{"num-supernodes": 2, "rounds": 10_000})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(workdir), json.dumps(config)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -154,13 +157,13 @@ def test_leaving_the_cluster_ends_every_process(tmp_path, ending):
     try:
         if ending == "completes":
             with DeploymentCluster(num_supernodes=1, workdir=workdir, startup_timeout=60) as cluster:
-                config = {**TOY, "num-users": 2, "num-supernodes": 1, "rounds": 1, "output-dir": str(tmp_path / "out")}
+                config = linear_run(tmp_path, **{"num-users": 2, "num-supernodes": 1, "rounds": 1})
                 run = cluster.run_app(config, timeout=120)
             assert run.ok, run.output[-3000:]
         else:
             with pytest.raises(_Interrupted):
                 with DeploymentCluster(num_supernodes=1, workdir=workdir, startup_timeout=60) as cluster:
-                    config = {**TOY, "num-supernodes": 1, "rounds": 10_000, "output-dir": str(tmp_path / "out")}
+                    config = linear_run(tmp_path, **{"num-supernodes": 1, "rounds": 10_000})
                     cluster.run_app(config, timeout=120)
         for program in ("flower-superlink", "flower-supernode", "flower-superexec", "flwr run", "flwr-serverapp",
                         "flwr-clientapp"):

@@ -1,6 +1,6 @@
 """Flower's deployment engine across machines, for real: the SuperLink, two SuperNodes and the ``flwr`` CLI each in a
 Linux network namespace of their own, joined only by veth links, with TLS and SuperNode authentication on
-(ffmrec.federated.engines.flower.deploy). One federated round of the toy task must go through them.
+(ffmrec.federated.engines.flower.deploy). One federated round of the linear-regression task must go through them.
 
 The namespaces form a star around the SuperLink's::
 
@@ -16,6 +16,7 @@ without them the test skips and says which step failed. The namespaces go in a `
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,15 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ffmrec.federated.engines.flower.deploy import DeploymentCluster, read_result
 from ffmrec.federated.engines.flower.deploy.processes import processes_mentioning
+from ffmrec.tasks.linear import from_flat
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux-only")]
 
-TOY = {"task-factory": "ffmrec.federated.engines.flower.toy:build_toy_task",
-       "driver": "ffmrec.federated.engines.flower.toy:fedavg_driver"}
+LINEAR = {"method-resolver": "ffmrec.tasks.linear:from_flat"}  # per-user linear regression (ffmrec.tasks.linear)
 LINK_ADDRESS = "10.77.0.1"
 PEERS = {"n0": "10.77.0.2", "n1": "10.77.0.3", "cli": "10.77.0.4"}  # namespace suffix -> address
 
@@ -113,7 +115,7 @@ def test_one_round_across_network_namespaces(star, tmp_path):
         assert "dev eth0" in route, route
     assert LINK_ADDRESS not in subprocess.run([star.ip, "-o", "addr"], capture_output=True, text=True).stdout
 
-    workdir, out = tmp_path / "cluster", tmp_path / "out"
+    workdir, out, run_dir = tmp_path / "cluster", tmp_path / "out", tmp_path / "run"
     cluster = DeploymentCluster(
         num_supernodes=2, tls=True, node_auth=True, workdir=workdir, startup_timeout=90, host=LINK_ADDRESS,
         superlink_prefix=star.exec_prefix(star.link),
@@ -129,8 +131,8 @@ def test_one_round_across_network_namespaces(star, tmp_path):
         assert len(registered) == 2 and None not in registered
         assert {int(n["node-id"]) for n in cluster.list_nodes() if n["status"] == "online"} == registered
 
-        config = {**TOY, "num-users": 2, "rounds": 1, "client-timeout": 90.0, "discovery-timeout": 90.0,
-                  "num-supernodes": 2, "output-dir": str(out)}
+        config = {**LINEAR, "num-users": 2, "rounds": 1, "client-timeout": 90.0, "discovery-timeout": 90.0,
+                  "num-supernodes": 2, "output-dir": str(out), "run-dir": str(run_dir)}
         run = cluster.run_app(config, timeout=240)
         assert run.ok and run.status == "finished:completed", run.output[-3000:]
         access = cluster.superlink.log()  # uvicorn's access log: `<client address>:<port> - "POST /v1/..." 200`
@@ -139,7 +141,11 @@ def test_one_round_across_network_namespaces(star, tmp_path):
     finally:
         cluster.stop()
     result = read_result(out)
-    assert not np.allclose(result["shared"]["w"], result["initial"]["w"])  # the global model changed
-    first = result["history"][0]
-    assert first["succeeded"] == [0, 1] and first["errors"] == {}  # user u lives on the node with partition u % 2
+    assert result["rounds_run"] == 1 and result["failures"] == 0 and np.isfinite(result["test"]["neg_MSE"])
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [(h["ok"], h["failed"]) for h in history] == [(2, 0)]  # both users, one on each SuperNode
+    task_config, build = from_flat(config)
+    start = build(task_config, None).initial_shared()
+    final = torch.load(run_dir / "server.pt", weights_only=False)["params"]
+    assert not torch.equal(start["weight"], final["weight"])  # the global model changed
     assert not processes_mentioning(str(workdir))

@@ -62,7 +62,7 @@ def test_fused_path_is_taken_only_when_the_task_declares_a_position_mean(make_ta
     assert not sim.cohort.can_fuse(ClientConfig(local_steps=2), want_records=False)
 
     other = make_task()
-    other.fused_mean = False  # e.g. a loss with an InfoNCE term or in-batch negatives
+    other.fusable = False  # e.g. a loss with an InfoNCE term or in-batch negatives
     calls = []
     sim = FastSimulator(other)
     sim.cohort._fused = lambda *a: calls.append(a)  # noqa: SLF001 - would record a fused call

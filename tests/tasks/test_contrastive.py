@@ -206,25 +206,31 @@ def test_local_update_under_vmap_equals_a_per_client_loop():
             torch.testing.assert_close(own[k][i], o[k], atol=1e-5, rtol=1e-4)
 
 
-def test_cohort_round_takes_the_per_client_path(monkeypatch):
+def test_fused_round_equals_the_per_client_round():
+    """The fused path sums each client's own weighted CE + InfoNCE: the same mean update as client by client."""
+    from ffmrec.federated.server import aggregate
+    from ffmrec.federated.strategies import FedAvg
+
     task = make_task()
-    assert task.fused_mean is False
-    cohort = Cohort(task, chunk_size=4)
+    assert task.fusable
     cfg = ClientConfig(lr=0.5, personal_lr=0.1)
-    assert not cohort.can_fuse(cfg, want_records=False)
-
-    def no_fusing(*args, **kwargs):
-        raise AssertionError("the fused path must not run for InfoNCE")
-
-    monkeypatch.setattr(cohort, "_fused", no_fusing)
     shared = task.initial_shared()
-    records, partials, failures = cohort.train(1, range(task.num_clients), shared, cfg, want_records=True)
-    assert failures == [] and partials == []
-    assert len(records) == sum(task.weight(c) > 0 for c in range(task.num_clients))
-    assert all(np.isfinite(r.metrics["loss"]) for r in records)
+    fused, per_client = Cohort(task, chunk_size=4), Cohort(task, chunk_size=3, fused=False)
+    assert fused.can_fuse(cfg, want_records=False) and not per_client.can_fuse(cfg, want_records=False)
+    out_f = fused.train(1, range(task.num_clients), shared, cfg, want_records=False)
+    records, _, failures = per_client.train(1, range(task.num_clients), shared, cfg, want_records=True)
+    assert failures == [] and out_f[2] == []
+    from ffmrec.federated.engines.base import RoundResult
+
+    mean_f, loss_f, n_f = aggregate(RoundResult(partials=out_f[1]), FedAvg())
+    mean_p, loss_p, n_p = aggregate(RoundResult(records=records), FedAvg())
+    assert n_f == n_p == sum(task.weight(c) > 0 for c in range(task.num_clients))
+    assert loss_f == pytest.approx(loss_p, rel=1e-5)
+    for k in shared:
+        torch.testing.assert_close(mean_f[k], mean_p[k], atol=1e-6, rtol=1e-4)
+    for k in fused.store.table:  # and the same personal rows on every device
+        torch.testing.assert_close(fused.store.table[k], per_client.store.table[k], atol=1e-6, rtol=1e-4)
     assert all(set(r.tensors) == set(task.shared_names) for r in records)  # views and personal rows stay home
-    _, partials, failures = cohort.train(2, range(task.num_clients), shared, cfg, want_records=False)
-    assert failures == [] and sum(p.count for p in partials) == len(records)
 
 
 # --- centralized ---------------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ its clients:
 
 1. each client ``prepare``\\ s its input with its own generator (``(seed, round, client)``);
 2. clients are grouped by weight into chunks (little padding); a chunk is collated and trained
-   - *fused*, when nothing needs per-client updates and the task declares its objective an example-weighted mean,
-     clients take one plain SGD step and no transform applies: one batched backward gives ``sum_c n_c * delta_c``
+   - *fused*, when nothing needs per-client updates, the task can sum its clients' weighted objectives over a chunk
+     (``fusable``), clients take one plain SGD step and no transform applies: one batched backward gives ``sum_c n_c * delta_c``
      exactly (the mean of one SGD step is linear in the clients' gradients:
      ``sum_c n_c (-lr grad L_c) = -lr grad(sum_c n_c L_c)``);
    - *vectorised*: :func:`~ffmrec.federated.client.local_update` under ``torch.func.vmap`` (each client its own copy
@@ -92,7 +92,7 @@ class Cohort:
 
     # --- training ---------------------------------------------------------------------------------------------------
     def can_fuse(self, cfg: ClientConfig, want_records: bool) -> bool:
-        return (self.fused and not want_records and self.task.fused_mean and self.task.trainer == "functional"
+        return (self.fused and not want_records and self.task.fusable and self.task.trainer == "functional"
                 and self.transform is None and cfg.optimizer == "sgd" and cfg.local_steps == 1)
 
     def _chunks(self, client_ids) -> list[np.ndarray]:
@@ -138,7 +138,7 @@ class Cohort:
         leaves = {k: v.detach().requires_grad_(True) for k, v in shared.items()}
         rows = self.store.rows(chunk)
         own = {k: v.flatten(0, 1).requires_grad_(True) for k, v in rows.items()}  # (C, ...)
-        summed = task.objective({**leaves, **own}, batch, compact=True) * float(n.sum())  # sum_c n_c * L_c
+        summed = task.fused_sum({**leaves, **own}, batch, n.float())  # sum_c n_c * L_c
         grads = torch.autograd.grad(summed, [*leaves.values(), *own.values()])
         sums = {k: -cfg.lr * g for k, g in zip(leaves, grads)}
         personal = {}
