@@ -8,7 +8,7 @@ validation curve. Starting the same config again on the same folder resumes from
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

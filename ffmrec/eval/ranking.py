@@ -7,10 +7,9 @@ result never depends on item order. Items of the user's own history are excluded
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import warnings
 
 import numpy as np
 import torch

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ffmrec.data.batching import iterate_batches
 from ffmrec.errors import ConfigError
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.eval.ranking import EvalConfig, evaluate_split
 from ffmrec.models.base import Recommender
-from ffmrec.data.batching import iterate_batches
 from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
 
 

@@ -1,7 +1,8 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ffmrec.config import dump_yaml, from_dict, to_dict
+from ffmrec.config import dump_yaml, to_dict
 from ffmrec.errors import ConfigError
 from ffmrec.methods import from_dict_run_config
 from ffmrec.recipes import load_recipe, recipe_paths

@@ -3,13 +3,21 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ffmrec.data.batching import pad_histories
 from ffmrec.errors import ConfigError
 from ffmrec.eval.metrics import (
-    f1_at_k, hit_rate, hits_at_k, mrr, ndcg, precision_at_k, ranking_metrics, recall_at_k,
+    f1_at_k,
+    hit_rate,
+    hits_at_k,
+    mrr,
+    ndcg,
+    precision_at_k,
+    ranking_metrics,
+    recall_at_k,
 )
-from ffmrec.data.batching import pad_histories
 from ffmrec.eval.ranking import exclude_history, target_ranks
 
 

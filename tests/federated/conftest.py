@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from ffmrec.eval.protocol import LeaveOneOut
-from ffmrec.tasks.sequential import SequentialTask
 from ffmrec.models.sasrec import SASRec, SASRecConfig
+from ffmrec.tasks.sequential import SequentialTask
 
 NUM_ITEMS = 40
 

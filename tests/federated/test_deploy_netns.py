@@ -100,8 +100,8 @@ def star():
         try:
             net.create()
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
-            pytest.skip(f"cannot build the test network (network namespaces need root with CAP_SYS_ADMIN and "
-                        f"CAP_NET_ADMIN): {err}")
+            pytest.skip(f"cannot build the test network: {err} (network namespaces and veth links need root with "
+                        f"CAP_SYS_ADMIN and CAP_NET_ADMIN, and a kernel with veth support)")
         yield net
     finally:
         errors = net.delete()

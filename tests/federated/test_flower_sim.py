@@ -15,13 +15,13 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from ffmrec.federated.engines.base import RoundResult
+from ffmrec.federated.engines.fast import FastSimulator
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.apps import make_client_app, write_result
 from ffmrec.federated.engines.flower.deploy import read_result
-from ffmrec.federated.engines.flower.executor import FlowerGridExecutor, NodeDiscoveryError
-from ffmrec.federated.engines.base import RoundResult
-from ffmrec.federated.engines.fast import FastSimulator
 from ffmrec.federated.engines.flower.engine import RESOLVER_KEY, RUN_DIR_KEY, decode_train_reply, run_driver
+from ffmrec.federated.engines.flower.executor import FlowerGridExecutor, NodeDiscoveryError
 from ffmrec.federated.server import check_round, run_server
 from ffmrec.federated.strategies import build_strategy
 from ffmrec.tasks.linear import LinearConfig, LinearTask, from_flat

@@ -1,9 +1,9 @@
 """Every shipped Recommender configuration runs the template test case."""
 
 import torch
+from cases import NUM_ITEMS, RecommenderTestCase
 
 from ffmrec.models.sasrec import SASRec, SASRecConfig
-from cases import NUM_ITEMS, RecommenderTestCase
 
 
 class _SASRecCase(RecommenderTestCase):

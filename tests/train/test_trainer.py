@@ -3,10 +3,10 @@ import json
 import numpy as np
 import torch
 
+from ffmrec.data.batching import next_item_batch, num_examples
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.eval.ranking import EvalConfig
 from ffmrec.models.sasrec import SASRec, SASRecConfig
-from ffmrec.data.batching import next_item_batch, num_examples
 from ffmrec.train.trainer import TrainConfig, train
 
 

@@ -23,6 +23,7 @@ import torch
 from flwr.app import ConfigRecord, RecordDict
 
 from ffmrec.config import dump_yaml, to_dict
+from ffmrec.errors import FFMRecError
 from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.base import RoundResult
 from ffmrec.federated.engines.flower import records as R
@@ -122,7 +123,9 @@ class FlowerEngine:
         meta = ConfigRecord({R.ACTION: "mark-best", R.SERVER_ROUND: int(server_round)})
         for outcome in self.executor.broadcast(R.QUERY, f"mark-best-{server_round}", RecordDict({R.META: meta})):
             if outcome.error is not None:
-                raise RuntimeError(f"a SuperNode could not keep its best-round state: {outcome.error.splitlines()[0]}")
+                raise FFMRecError(f"a SuperNode could not keep its state of round {server_round} as the best round's "
+                                  f"({outcome.error.splitlines()[0]}): the test would pair the wrong personal state; "
+                                  "check the SuperNodes' logs and resume the run.")
 
     def state_dict(self) -> dict:
         return {}

@@ -32,11 +32,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 
 from ffmrec.federated.engines.flower import records as R
