@@ -20,7 +20,14 @@ from ffmrec.federated.engines.fast import FastSimulator
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.apps import make_client_app, write_result
 from ffmrec.federated.engines.flower.deploy import read_result
-from ffmrec.federated.engines.flower.engine import RESOLVER_KEY, RUN_DIR_KEY, decode_train_reply, run_driver
+from ffmrec.federated.client import ClientConfig
+from ffmrec.federated.engines.flower.engine import (
+    RESOLVER_KEY,
+    RUN_DIR_KEY,
+    FlowerEngine,
+    decode_train_reply,
+    run_driver,
+)
 from ffmrec.federated.engines.flower.executor import FlowerGridExecutor, NodeDiscoveryError
 from ffmrec.federated.server import check_round, run_server
 from ffmrec.federated.strategies import build_strategy
@@ -148,6 +155,28 @@ def crafted_reply(users, tensors, weights, losses=None):
     return content
 
 
+class CraftingGrid(FakeGrid):
+    """A FakeGrid whose nodes answer train messages with ``craft(user ids) -> RecordDict`` instead of training."""
+
+    def __init__(self, num_nodes, config, craft):
+        super().__init__(num_nodes, config)
+        self.craft = craft
+
+    def pull_messages(self, message_ids):
+        replies = []
+        for msg_id in list(message_ids):
+            msg = self.pending.pop(msg_id, None)
+            if msg is None:
+                continue
+            if msg.metadata.message_type == R.TRAIN:
+                reply = Message(self.craft([int(u) for u in msg.content[R.META][R.USER_IDS]]), reply_to=msg)
+            else:
+                reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
+            reply.metadata.__dict__["_message_id"] = f"r{msg_id}"
+            replies.append(reply)
+        return replies
+
+
 @pytest.mark.parametrize("bad,reason", [
     ({"weight": np.zeros((1, 9), np.float32)}, "shape"),
     ({"weight": np.zeros((1, 10), np.float32), "extra": np.zeros(3, np.float32)}, "extra"),
@@ -158,20 +187,24 @@ def crafted_reply(users, tensors, weights, losses=None):
     ("negative-weight", "weight"),
     ("huge-weight", "weight"),
 ])
-def test_crafted_bad_reply_fails_its_client_alone(bad, reason):
-    """A reply through the Flower wire format is decoded and checked by the driver before anything uses it."""
+def test_crafted_bad_reply_fails_its_client_alone(tmp_path, bad, reason):
+    """Replies crafted on a SuperNode go through the Flower engine (wire format, decoding) and the driver's check:
+    the bad user's record is rejected with the reason, the others of the same cohort message are kept."""
     good = {"weight": np.ones((1, 10), np.float32)}
-    weights = [8, 8]
-    tensors = [good, bad if isinstance(bad, dict) else good]
-    if bad == "negative-weight":
-        weights[1] = -3
-    if bad == "huge-weight":
-        weights[1] = 10**12
-    result = RoundResult()
-    decode_train_reply((0, 3), crafted_reply([0, 3], tensors, weights), result)
-    task = LinearTask(LinearConfig())
+
+    def craft(users):
+        tensors = [bad if (u == 3 and isinstance(bad, dict)) else good for u in users]
+        claimed = {"negative-weight": -3, "huge-weight": 10**12}.get(bad, 8) if isinstance(bad, str) else 8
+        weights = [claimed if u == 3 else 8 for u in users]
+        return crafted_reply(users, tensors, weights)
+
+    flat = linear_config(tmp_path)
+    engine = FlowerEngine(FlowerGridExecutor(CraftingGrid(2, flat, craft), timeout=5, discovery_timeout=5),
+                          LinearTask(LinearConfig()))
+    task = engine.task
+    result = engine.train_round(1, [0, 1, 2, 3], task.initial_shared(), ClientConfig(), want_records=True)
     checked = check_round(result, task.shared_specs(), task.max_weight)
-    assert [r.client_id for r in checked.records] == [0]
+    assert sorted(r.client_id for r in checked.records) == [0, 1, 2]
     assert [c for c, _ in checked.failures] == [3] and reason in checked.failures[0][1]
 
 
@@ -216,7 +249,7 @@ def test_flower_simulation_engine_runs_two_rounds(tmp_path):
     from ffmrec.federated.engines.flower.simulation import run_flower_simulation
 
     flat = linear_config(tmp_path / "sim", **{"num-users": 6, "rounds": 2, "client-timeout": 60.0,
-                                              "discovery-timeout": 60.0, "fail-users": "4"})
+                                              "discovery-timeout": 180.0, "fail-users": "4"})
     result = run_flower_simulation(flat, num_supernodes=3, num_cpus_per_client=1, ray_num_cpus=2)
     reference = fast_reference(flat, tmp_path / "fast")
     assert result.failures == 2 and result.test == pytest.approx(reference.test, rel=1e-6)

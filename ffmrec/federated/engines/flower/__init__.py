@@ -8,6 +8,8 @@
 * :mod:`~ffmrec.federated.engines.flower.executor`: ``FlowerGridExecutor``, message delivery per node with timeouts.
 * :mod:`~ffmrec.federated.engines.flower.records`: the wire format.
 * :mod:`~ffmrec.federated.engines.flower.simulation`: ``run_flower_simulation`` (Flower's simulation engine, Ray).
+* :mod:`~ffmrec.federated.engines.flower.ray_reaper`: no Ray process of a simulation outlives the program that
+  started it, even one killed with SIGKILL.
 * :mod:`~ffmrec.federated.engines.flower.deploy`: ``DeploymentCluster`` (a real SuperLink + SuperNodes with TLS and
   SuperNode authentication) and the how-to for running the deployment engine by hand.
 

@@ -9,7 +9,8 @@ Two launch modes:
     ``context.run_config``, so the config reaches the apps through :func:`~ffmrec.federated.engines.flower.apps.make_server_app`
     / :func:`~ffmrec.federated.engines.flower.apps.make_client_app` (closures, pickled into the Ray actors), and the driver's
     result comes back directly. The simulation engine sets ``node_config = {"partition-id": i, "num-partitions": N}``
-    on each virtual SuperNode.
+    on each virtual SuperNode. Ray's processes end with the simulation, also when this process is killed with SIGKILL
+    (:mod:`~ffmrec.federated.engines.flower.ray_reaper`).
 
 ``mode="flwr-run"``
     The way Flower 1.41 recommends: a ``flower-superlink --simulation`` started by us on a free 127.0.0.1 port, a
@@ -75,17 +76,20 @@ def _run_inprocess(config: dict, num_supernodes: int, backend: dict, verbose: bo
     from flwr.simulation import run_simulation
 
     from ffmrec.federated.engines.flower.apps import make_client_app, make_server_app
+    from ffmrec.federated.engines.flower.ray_reaper import ray_reaped
 
     results: list = []
     server_app = make_server_app({**config, **server_extra}, on_result=results.append)
     client_app = make_client_app(config)
     # Ray actors get PYTHONPATH from this process (Flower forwards sys.path); make sure ffmrec is importable there.
-    try:
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_supernodes,
-                       backend_name="ray", backend_config=backend, verbose_logging=verbose)
-    finally:
-        if ray.is_initialized():  # Flower shuts Ray down itself; this covers a failure before that
-            ray.shutdown()
+    # Ray's processes end with the simulation, also when this process is killed with SIGKILL (see ray_reaper).
+    with ray_reaped():
+        try:
+            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=num_supernodes,
+                           backend_name="ray", backend_config=backend, verbose_logging=verbose)
+        finally:
+            if ray.is_initialized():  # Flower shuts Ray down itself; this covers a failure before that
+                ray.shutdown()
     if not results:
         raise RuntimeError("the Flower simulation ended without a result from the ServerApp (see the log above)")
     return results[0]
