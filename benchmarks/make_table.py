@@ -31,6 +31,8 @@ def fmt(v):
 
 def derived(name: str, doc: dict) -> list[str]:
     """Figures computed from a results file's rows (nothing that is not in the JSON)."""
+    if name == "federated_throughput":
+        return throughput_targets(doc)
     if name != "fedsasrec":
         return []
     out = []
@@ -43,6 +45,40 @@ def derived(name: str, doc: dict) -> list[str]:
     return out
 
 
+def throughput_targets(doc: dict) -> list[str]:
+    """The issue's targets, checked against the rows, and what the script skipped."""
+    rows = doc["rows"]
+
+    def find(method, engine, mode, n):
+        return next((r["metrics"] for r in rows if r["method"] == method and r.get("engine") == engine
+                     and r.get("mode") == mode and r["metrics"].get("clients_per_round") == n
+                     and "round_seconds" in r["metrics"]), None)
+
+    out = []
+    for method in ("linear-100x100", "fedsasrec-tiny"):
+        m = find(method, "fast", "vectorised", 6000)
+        value = m.get("speedup_vs_flower_sim") if m else None
+        verdict = "not measured" if value is None else ("met" if value >= 50 else "NOT met")
+        out.append(f"- target: fast engine at 6,000 clients per round >= 50x Flower simulation per-user ({method}): "
+                   f"{value if value is not None else '-'}x, {verdict}")
+    for method in ("linear-100x100", "fedsasrec-tiny", "fedsasrec"):
+        m = find(method, "flower-deploy", "cohort", 1000)
+        if m is None or "cohort_speedup_vs_per_user" not in m:
+            continue
+        value = m["cohort_speedup_vs_per_user"]
+        out.append(f"- target: flower-deploy cohort messages (4 SuperNodes, 1,000 clients) >= 50x the updates per second "
+                   f"of per-user messages ({method}): {value}x, {'met' if value >= 50 else 'NOT met'}")
+    for r in rows:
+        if r.get("skipped"):
+            out.append(f"- skipped: {r['method']} {r.get('engine')} {r.get('mode')} at "
+                       f"{r['metrics'].get('clients_per_round')} clients per round: {r['skipped']}")
+        if r.get("error"):
+            out.append(f"- failed: {r['method']} {r.get('engine')} {r.get('mode')}: {r['error']}")
+        for job in r.get("skipped_jobs", []):
+            out.append(f"- not run: {job}")
+    return out
+
+
 def section(doc: dict, columns: list[str], title: str, notes: list[str]) -> list[str]:
     lines = [f"## {title}", "", f"- command: `{doc['command']}`", f"- machine: {doc['machine']}", f"- date: {doc['date']}",
              *[f"- {n}" for n in notes], "",
@@ -50,9 +86,11 @@ def section(doc: dict, columns: list[str], title: str, notes: list[str]) -> list
              "|---|---|---|" + "---|" * len(columns) + "---|"]
     for row in doc["rows"]:
         m = row["metrics"]
+        if not m:  # e.g. a list of jobs the script skipped: see derived()
+            continue
         anchor = ANCHORS.get((row["dataset"], row["setting"]), "")
         lines.append(f"| {row['dataset']} | {row['method']} | {row['setting']} | "
-                     + " | ".join(fmt(m.get(c, "")) for c in columns) + f" | {anchor} |")
+                     + " | ".join(fmt(m.get(c, row.get(c, ""))) for c in columns) + f" | {anchor} |")
     return lines + [""]
 
 
@@ -76,15 +114,27 @@ def main() -> None:
                       "cost row: one federated round over all users (fast simulator, fused FedAvg path) against one centralized epoch, medians of alternating repeats, torch on 1 thread (OMP_NUM_THREADS=1); beauty's row was written by an earlier invocation of the same script (`--repeats 2 --set threads=1`) and kept by `--reuse-cost`, ml-1m's by this one (`repeats` in the row)",
                       "quality rows: the centralized run is the same deterministic run folder as in the section above (resumed: nothing left to train); wall_seconds in the JSON is that of the resuming invocation",
                       "ml-1m: 64 clients per round; the run was ended at round 602 by the session's time (ml-1m:federated.rounds=602), like the centralized one at epoch 16: both still improving, so the ml-1m ratio compares two unconverged models"]),
-        "federated_throughput": (["clients_per_round", "fast_seconds", "fast_clients_per_second", "flower_sim_seconds",
-                                  "flower_sim_clients_per_second", "speedup_vs_flower_sim", "peak_rss_mb"],
-                                 "Client updates per second: fast simulator vs Flower simulation", [
-                                     "workload tiny: FedSASRec's client update on a synthetic 7,000-user, 500-item dataset with about 10k shared parameters (the size of the anchor's trivial client); workload beauty: the fedsasrec recipe (d=64, 2 blocks, 12,101 items, 0.8M shared parameters)",
-                                     "Flower: ffmrec's ServerApp/ClientApp in flwr.simulation (Ray, 2 CPUs, 1 per ClientApp actor, 500 SuperNodes), time from the first push to the last reply of the round's train messages; fast: one train_round call after a warm-up",
-                                     "anchor: Flower 1.41 simulation of a trivial client (one SGD step on a 10k-parameter model with Flower's own strategy), 3.2-8.0 ms per client, 48 s per 6,000-client round (../shared/ANCHORS.md); our Flower figures are far slower per client than that anchor: each message runs ffmrec's whole client update (torch.func, ArrayRecord conversion) in one of 2 Ray actors, on a machine shared with other benchmark runs"]),
+        "federated_throughput": (["engine", "mode", "clients_per_round", "round_seconds", "updates_per_second",
+                                  "speedup_vs_flower_sim", "cohort_speedup_vs_per_user", "round_seconds_over_fast",
+                                  "peak_rss_mb", "peak_pss_mb"],
+                                 "Client updates per second: fast engine, Flower simulation, Flower deployment", [
+                                     "one script run, every engine on the same sampled clients from the same global model (round r draws (seed, r); one warm-up round first), one local SGD step per client, no per-client records wanted (partial sums, the FedAvg/FedAdam path); round_seconds is the median of 2 timed rounds for fast and cohort rows, one round for per-user rows (round_seconds_all in the JSON)",
+                                     "workloads: synthetic / linear-100x100 is the anchor's trivial client (ffmrec.tasks.linear, one SGD step of a 100x100 linear layer on 8 points, 10,000 shared parameters, 7,000 clients); synthetic / fedsasrec-tiny is FedSASRec on a synthetic 7,000-user, 500-item dataset (d=16, 1 block, max_len 20, about 10k shared parameters); beauty / fedsasrec is the fedsasrec recipe (d=64, 2 blocks, 12,101 items, 0.88M shared parameters, 22,363 clients)",
+                                     "fast: FastSimulator.train_round (vectorised, fused path; chunk 8192 linear, 2048 tiny, 256 beauty), torch on 1 thread (Ray's actors get 2 CPUs: the fast engine runs on half the cores Flower gets; with the background runs on the cores, 2 OpenMP threads measured 3-4x slower than 1); its round_seconds is timed in the ServerApp process of the flower-sim per-user job (the cohort job's where per-user was not run), right after each Flower round on the same clients while Flower's actors idle, so that both figures are taken under the same load on this shared machine; round_seconds_alone in the JSON is the fast engine in a process of its own, where its peak memory is measured",
+                                     "flower-sim: ffmrec's ServerApp/ClientApp in flwr.simulation (Ray backend, init_args num_cpus=2, client_resources num_cpus=1: 2 ClientApp actors, as Flower's documentation configures it); per-user: one message per client (the standard Flower way) over 50 virtual SuperNodes (user u on node u mod 50, one message in flight per node; 50 was Flower's fastest of 16, 50, 150 and 500 SuperNodes here: 1,000 linear clients in 13.6 s against 16.6, 28.9 and 25-46 s); cohort: 4 SuperNodes, one message per node per round carrying its sampled users; the time is FlowerEngine.train_round inside the ServerApp (ffmrec.federated.engines.flower.benchmark_driver:timing_driver), first push to last decoded reply; each Ray actor builds the task once and shares it among the virtual nodes it serves; the nodes' device-state files are on tmpfs",
+                                     "flower-plain: the anchor's client written the plain Flower way (nn.Linear(100, 100), one SGD step, ArrayRecord in and out) under Flower's own FedAvg.start, one virtual SuperNode per client (7,000), same Ray resources: what Flower itself costs per client here, without ffmrec's ClientApp",
+                                     "flower-deploy: a SuperLink and 4 SuperNodes as separate processes on this machine (TLS, SuperNode authentication, flwr run); Flower 1.41 starts a flwr-clientapp process for every message, so per-user messages were timed at 20 clients only; cohort_speedup_vs_per_user there compares updates per second (cohort at n clients against per-user at 20)",
+                                     "speedup_vs_flower_sim: flower-sim per-user round seconds / the fast round timed right after it (same workload, same clients); cohort_speedup_vs_per_user: per-user / cohort round seconds of the same engine (separate jobs, minutes apart); round_seconds_over_fast: this row's round seconds / the fast round timed right after it in the same job (fast_round_seconds_paired in the JSON; flower-plain has none and uses the fast row's)",
+                                     "peak_rss_mb: peak over the job of the summed resident memory of its whole process tree (Ray's GCS, raylet and actors; the SuperLink, SuperNodes and ClientApp processes), sampled every 0.5 s, during the Flower rounds only once the paired fast rounds have started; it counts shared pages once per process, peak_pss_mb (proportional set size, sampled every 2 s) splits them",
+                                     "anchor: Flower 1.41 simulation of the trivial client on an idle machine, 3.2-8.0 ms per client, 48 s per 6,000-client round (../shared/ANCHORS.md); the machine here ran two 1-thread quality runs and other engineers' tests meanwhile, so absolute seconds are inflated; ratios compare rounds taken minutes apart under that load"]),
+        "core2_quality_fedsasrec": (quality + ["MRR", "rounds", "best_round", "clients_per_round", "seconds_per_round",
+                                               "peak_rss_mb"],
+                                    "FedSASRec on beauty after the core's second cut (per-client noise)", [
+                                        f"protocol: {PROTOCOL}",
+                                        "the fedsasrec recipe as shipped (2,000 rounds, 256 clients per round, one local SGD step, FedAdam, seed 42); since the core's second cut every client draws its dropout masks from (seed, round, client), identically in every engine, so the run differs from the one above only by those draws: HR@10 0.0896 -> 0.0890, NDCG@10 0.0542 -> 0.0540 (within noise)",
+                                        "centralized sasrec is bit-identical to the previous core (same loss history and test metrics over 2 epochs of ml-100k against commit bc2c694), so its beauty row above stands",
+                                        "seconds_per_round: on a machine shared with other runs (load 5-13 on 2 cores)"]),
     }
-    specs["federated_throughput_beauty"] = (specs["federated_throughput"][0], specs["federated_throughput"][1]
-                                            + " (beauty workload)", specs["federated_throughput"][2])
     for name, (columns, title, notes) in specs.items():
         path = RESULTS / f"{name}.json"
         if path.exists():
