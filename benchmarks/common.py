@@ -52,7 +52,9 @@ def write_results(name: str, rows: list[dict]) -> Path:
     out = RESULTS / f"{name}.json"
     doc = {
         "benchmark": name,
-        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+        # the script as seen from the repository root, wherever it was started from
+        "command": "python " + " ".join(shlex.quote(a) for a in [
+            os.path.relpath(os.path.abspath(sys.argv[0]), RESULTS.parent.parent), *sys.argv[1:]]),
         "machine": machine(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
         "rows": rows,

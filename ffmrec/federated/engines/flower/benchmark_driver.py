@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ffmrec.federated.engines.flower.engine import CONFIG_KEY, CONFIG_OBJECT_KEY, RESOLVER_KEY, FlowerEngine, _resolve
+from ffmrec.federated.engines.flower.engine import CONFIG_KEY, CONFIG_OBJECT_KEY, RESOLVER_KEY, _resolve, server_engine
 from ffmrec.federated.sampling import sample_clients
 
 _SHARED: dict[tuple, tuple] = {}
@@ -87,13 +87,7 @@ def _paired_fast_engine(task, config, threads: int, warmup: list[int], shared):
 
 def timing_driver(flat: dict, executor) -> dict:
     """Time ``FlowerEngine.train_round`` (see the module docstring); returns the timings."""
-    config = flat.get(CONFIG_OBJECT_KEY)
-    if config is None:
-        config, build_task = _resolve(flat)
-    else:
-        _, build_task = _resolve(flat)
-    task = build_task(config, None)
-    engine = FlowerEngine(executor, task, per_user=config.federated.message_mode == "per-user")
+    config, task, engine = server_engine(flat, executor)
     shared = task.initial_shared()
     cfg = config.federated.client
     seed = int(flat.get("benchmark-seed", 0))

@@ -163,21 +163,23 @@ def decode_train_reply(group: tuple[int, ...], content: RecordDict, result: Roun
                                            {"loss": float(metrics.get(f"{uid}/loss", float("nan")))}))
 
 
+def server_engine(flat: dict, executor):
+    """``(config, task, FlowerEngine)`` of the ServerApp: the config object itself when the ServerApp runs in-process
+    (the resolver reads ``ffmrec-config-object``), else the config rebuilt from the flat run config."""
+    config, build_task = _resolve(flat)
+    task = build_task(config, None)
+    return config, task, FlowerEngine(executor, task, per_user=config.federated.message_mode == "per-user")
+
+
 def run_driver(flat: dict, executor) -> FederatedResult:
     """Driver of the ServerApp (``driver`` in the run config): ffmrec's own loop over the Flower engine."""
     from ffmrec.federated.run import build_observers
     from ffmrec.federated.strategies import build_strategy
 
-    config = flat.get(CONFIG_OBJECT_KEY)
-    if config is None:
-        config, build_task = _resolve(flat)
-    else:
-        _, build_task = _resolve(flat)
-    task = build_task(config, None)
+    config, task, engine = server_engine(flat, executor)
     fed = config.federated
     out_dir = Path(flat[RUN_DIR_KEY])
     strategy = build_strategy(fed, embedding_params=task.embedding_params)
-    engine = FlowerEngine(executor, task, per_user=fed.message_mode == "per-user")
     observers = build_observers(fed, task, out_dir)
     return run_server(task, engine, strategy, fed, out_dir, config.seed, observers, progress=False)
 
