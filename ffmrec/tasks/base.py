@@ -60,7 +60,7 @@ class ClientTask:
     trainer: str = "functional"
     #: :meth:`fused_sum` computes ``sum_c n_c * L_c`` exactly (see the module docstring).
     fusable: bool = False
-    #: ``"ranking"`` (HR/NDCG/MRR over ranks) or ``"set"`` (precision/recall/F1/MRR/Hits@K).
+    #: ``"ranking"`` (HR/NDCG/MRR over ranks), ``"set"`` (precision/recall/F1/MRR/Hits@K) or ``"regression"``.
     metric_kind: str = "ranking"
     seed: int = 0
     shared_names: list[str]

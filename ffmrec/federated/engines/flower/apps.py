@@ -135,6 +135,11 @@ def node_runtime(config: Mapping[str, object], context: Context):
         return runtime
 
 
+def _shared_of(msg: Message) -> dict[str, torch.Tensor]:
+    """The global shared parameters a train or evaluate message carries, as tensors."""
+    return {k: torch.from_numpy(v) for k, v in R.from_array_record(msg.content[R.SHARED]).items()}
+
+
 def _train_reply(msg: Message, records, partials, failures) -> Message:
     content = RecordDict()
     if records:
@@ -185,7 +190,7 @@ def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
             ids = _users_of(msg, context)
             runtime = node_runtime(run_config_of(context, overrides), context)
             meta = msg.content[R.META]
-            shared = {k: torch.from_numpy(v) for k, v in R.from_array_record(msg.content[R.SHARED]).items()}
+            shared = _shared_of(msg)
             round_config = dict(msg.content[R.ROUND_CONFIG])
             cfg = ClientConfig(**{k: round_config[k] for k in ClientConfig.__dataclass_fields__ if k in round_config})
             records, partials, failures = runtime.train(
@@ -200,7 +205,7 @@ def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
             ids = _users_of(msg, context)
             runtime = node_runtime(run_config_of(context, overrides), context)
             meta = msg.content[R.META]
-            shared = {k: torch.from_numpy(v) for k, v in R.from_array_record(msg.content[R.SHARED]).items()}
+            shared = _shared_of(msg)
             columns = runtime.evaluate(str(meta[R.STAGE]), int(meta[R.SERVER_ROUND]), bool(meta[R.BEST]), ids, shared)
             content = RecordDict({R.COLUMNS: R.to_array_record(columns),
                                   R.META: ConfigRecord({R.USER_IDS: ids})})

@@ -26,13 +26,11 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
 
 SHARED = "shared"
-DELTA = "delta"
 META = "meta"
 ROUND_CONFIG = "round-config"
 METRICS = "metrics"
 NODE = "node"
 
-USER_ID = "user-id"
 USER_IDS = "user-ids"
 FAILED_IDS = "failed-ids"
 FAILED_REASONS = "failed-reasons"
