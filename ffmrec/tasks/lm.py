@@ -25,8 +25,14 @@ import torch
 from ffmrec.errors import ConfigError
 from ffmrec.eval.metrics import hits_at_k, micro_precision_recall_f1
 from ffmrec.eval.protocol import LeaveOneOut
-from ffmrec.fm.causal_lm import (CausalLMConfig, adapter_names, build_lora_model, build_tokenizer, get_adapter_state,
-                                 set_adapter_state)
+from ffmrec.fm.causal_lm import (
+    CausalLMConfig,
+    adapter_names,
+    build_lora_model,
+    build_tokenizer,
+    get_adapter_state,
+    set_adapter_state,
+)
 from ffmrec.tasks.base import ClientTask, Params, client_generator, client_seed
 
 TEXT_FIELDS = ("title", "full")
