@@ -136,15 +136,30 @@ def main() -> None:
                                         "the fedsasrec recipe as shipped (2,000 rounds, 256 clients per round, one local SGD step, FedAdam, seed 42); since the core's second cut every client draws its dropout masks from (seed, round, client), identically in every engine, so the run differs from the one above only by those draws: HR@10 0.0896 -> 0.0890, NDCG@10 0.0542 -> 0.0540 (within noise)",
                                         "centralized sasrec is bit-identical to the previous core (same loss history and test metrics over 2 epochs of ml-100k against commit bc2c694), so its beauty row above stands",
                                         "seconds_per_round: on a machine shared with other runs (load 5-13 on 2 cores)"]),
+        "core2_quality_fedcl4srec": (quality + ["MRR", "rounds", "best_round", "clients_per_round",
+                                                "seconds_per_round", "peak_rss_mb"],
+                                     "FedCL4SRec on beauty (the core's contrastive client task)", [
+                                         f"protocol: {PROTOCOL}",
+                                         "the fedcl4srec recipe as shipped: FedSASRec's budget (2,000 rounds, 256 clients per round, one local SGD step, FedAdam, seed 42) plus CL4SRec's contrastive term with the paper's settings (crop 0.6, mask 0.3, reorder 0.6, tau 1.0, dot similarity, lambda 0.1); a client has only its own history, so its 4 view pairs are each other's only negatives",
+                                         "seconds_per_round: on a machine shared with other runs and engineers' tests"],
+                                     "python benchmarks/sequential_quality.py --dataset beauty --methods fedcl4srec "
+                                     "--out runs/quality --set threads=1 --results core2_quality_fedcl4srec"),
+        "core2_quality_cl4srec": (quality + ["MRR", "epochs", "best_epoch", "seconds_per_epoch", "peak_rss_mb"],
+                                  "CL4SRec (centralized) on beauty", [
+                                      f"protocol: {PROTOCOL}",
+                                      "the cl4srec recipe as shipped: SASRec's budget and early stopping (patience 10 on validation NDCG@10) plus CL4SRec's contrastive term (crop 0.6, mask 0.3, reorder 0.6, tau 1.0, dot similarity, lambda 0.1), in-batch negatives across users"],
+                                  "python benchmarks/sequential_quality.py --dataset beauty --methods cl4srec "
+                                  "--out runs/quality --set threads=1 --results core2_quality_cl4srec"),
     }
-    for name, (columns, title, notes) in specs.items():
+    for name, (columns, title, notes, *command) in specs.items():
         path = RESULTS / f"{name}.json"
         if path.exists():
             doc = json.loads(path.read_text())
             out += section(doc, columns, title, notes)
             out += derived(name, doc) + ([""] if derived(name, doc) else [])
         else:
-            out += [f"## {title}", "", f"Not measured yet: run `python benchmarks/{name}.py`.", ""]
+            how = command[0] if command else f"python benchmarks/{name}.py"
+            out += [f"## {title}", "", f"Not measured yet: run `{how}`.", ""]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'BENCHMARKS.md'}")
 

@@ -187,9 +187,12 @@ class CraftingGrid(FakeGrid):
     ("negative-weight", "weight"),
     ("huge-weight", "weight"),
 ])
-def test_crafted_bad_reply_fails_its_client_alone(tmp_path, bad, reason):
+@pytest.mark.parametrize("per_user", [False, True])
+def test_crafted_bad_reply_fails_its_client_alone(tmp_path, bad, reason, per_user):
     """Replies crafted on a SuperNode go through the Flower engine (wire format, decoding) and the driver's check:
-    the bad user's record is rejected with the reason, the others of the same cohort message are kept."""
+    the bad user's record is rejected with the reason, the others (of the same cohort message, or of their own
+    per-user messages) are kept; in per-user mode without a need for records, each reply is checked and folded into
+    one running sum as it arrives (sum of 3 clients x weight 8 x ones)."""
     good = {"weight": np.ones((1, 10), np.float32)}
 
     def craft(users):
@@ -200,12 +203,18 @@ def test_crafted_bad_reply_fails_its_client_alone(tmp_path, bad, reason):
 
     flat = linear_config(tmp_path)
     engine = FlowerEngine(FlowerGridExecutor(CraftingGrid(2, flat, craft), timeout=5, discovery_timeout=5),
-                          LinearTask(LinearConfig()))
+                          LinearTask(LinearConfig()), per_user=per_user)
     task = engine.task
-    result = engine.train_round(1, [0, 1, 2, 3], task.initial_shared(), ClientConfig(), want_records=True)
+    result = engine.train_round(1, [0, 1, 2, 3], task.initial_shared(), ClientConfig(), want_records=not per_user)
     checked = check_round(result, task.shared_specs(), task.max_weight)
-    assert sorted(r.client_id for r in checked.records) == [0, 1, 2]
     assert [c for c, _ in checked.failures] == [3] and reason in checked.failures[0][1]
+    if per_user:
+        assert checked.records == [] and len(checked.partials) == 1
+        partial = checked.partials[0]
+        assert partial.client_ids == [0, 1, 2] and partial.weight == 24 and partial.count == 3
+        torch.testing.assert_close(partial.sums["weight"], torch.full((1, 10), 24.0, dtype=partial.sums["weight"].dtype))
+    else:
+        assert sorted(r.client_id for r in checked.records) == [0, 1, 2]
 
 
 def test_reply_for_a_user_not_in_the_message_is_refused():

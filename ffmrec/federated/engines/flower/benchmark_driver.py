@@ -19,39 +19,22 @@ when that is set) is::
      "flower_intervals": [[t0, t1], ..],   # wall-clock time (time.time()) of each timed Flower round
      "fast_started_at": float | None}      # when this process first ran the fast simulator
 
-:func:`shared_task_factory` is a ``task-factory`` for Flower's simulation engine: it builds the whole task once per
-process and hands the same object to every virtual SuperNode the process serves (each node still keeps its own
-personal state and trains only its own users). The default factory builds one task per node and process, which with
-one virtual SuperNode per user costs a dataset load per user and a model per user in every Ray actor.
+:func:`shared_task_factory` is the simulation engine's task factory, which ffmrec's own flower-sim runs use too: it
+builds the whole task once per process and hands the same object to every virtual SuperNode the process serves (each
+node still keeps its own personal state and trains only its own users).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
-from ffmrec.federated.engines.flower.engine import CONFIG_KEY, CONFIG_OBJECT_KEY, RESOLVER_KEY, _resolve, server_engine
+from ffmrec.federated.engines.flower.engine import build_shared_task, server_engine
 from ffmrec.federated.sampling import sample_clients
-
-_SHARED: dict[tuple, tuple] = {}
-_SHARED_LOCK = threading.Lock()
 
 
 def shared_task_factory(flat: dict, partition: tuple[int, int] | None):
-    """``(task, chunk_size, transform)`` with the task of every client, built once per process and config."""
-    import torch
-
-    from ffmrec.federated.transforms import build_transform
-
-    torch.set_num_threads(1)  # one Ray actor per core
-    key = (str(flat.get(RESOLVER_KEY)), str(flat.get(CONFIG_KEY)),
-           tuple(sorted((k, str(v)) for k, v in flat.items() if k not in (CONFIG_KEY, CONFIG_OBJECT_KEY))))
-    with _SHARED_LOCK:
-        if key not in _SHARED:
-            config, build_task = _resolve(flat)
-            _SHARED[key] = (config, build_task(config, None))
-        config, task = _SHARED[key]
-    return task, config.federated.chunk_size, build_transform(config.federated)
+    """The simulation engine's task factory (:func:`~ffmrec.federated.engines.flower.engine.build_shared_task`)."""
+    return build_shared_task(flat, partition)
 
 
 def _ints(value) -> list[int]:

@@ -4,7 +4,7 @@ The flat Flower run config carries the resolved run config as YAML under ``ffmre
 starts rebuild it from there; an in-process ServerApp receives the config object itself under
 ``ffmrec-config-object``, no YAML round-trip) and the run folder under ``run-dir``. On every SuperNode,
 :func:`build_node_task` builds the task for the node's partition through the method resolver named in
-``method-resolver``; on the server, :func:`run_driver` runs :func:`~ffmrec.federated.server.run_server` with a
+``method-resolver`` (in the simulation engine, :func:`build_shared_task` builds it once per Ray actor); on the server, :func:`run_driver` runs :func:`~ffmrec.federated.server.run_server` with a
 :class:`FlowerEngine`, so sampling, checking records, observers, aggregation, checkpoints and history are the same code
 as in every other engine.
 
@@ -15,6 +15,7 @@ driver session; a resumed run continues from the state the nodes had at its chec
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from flwr.app import ConfigRecord, RecordDict
 
 from ffmrec.config import dump_yaml, to_dict
 from ffmrec.errors import FFMRecError
+from ffmrec.federated.aggregation import WeightedSum
 from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.base import RoundResult
 from ffmrec.federated.engines.flower import records as R
-from ffmrec.federated.records import ClientRecord, PartialSum
+from ffmrec.federated.records import ClientRecord, PartialSum, RecordError, check_record
 from ffmrec.federated.server import FederatedResult, run_server
 from ffmrec.tasks.base import Params
 
@@ -47,6 +49,8 @@ def flower_run_config(config, out_dir: Path) -> dict:
         "task-factory": "ffmrec.federated.engines.flower.engine:build_node_task",
         "driver": "ffmrec.federated.engines.flower.engine:run_driver",
         "client-timeout": float(config.federated.client_timeout),
+        # Ray actors or SuperNode processes on a loaded machine can take minutes to answer the first query
+        "discovery-timeout": max(300.0, float(config.federated.client_timeout)),
     }
 
 
@@ -59,12 +63,35 @@ def _resolve(flat: dict):
 
 
 def build_node_task(flat: dict, partition: tuple[int, int] | None):
-    """Task factory of the ClientApp: ``(task, chunk_size, transform)`` for a node's partition."""
+    """Task factory of a deployed ClientApp: ``(task, chunk_size, transform)`` for the node's partition only (a
+    deployed ClientApp process serves one SuperNode, and holds only that node's users' data)."""
     from ffmrec.federated.transforms import build_transform
 
-    torch.set_num_threads(1)  # one Ray actor / ClientApp process per core
+    torch.set_num_threads(1)  # one ClientApp process per core
     config, build_task = _resolve(flat)
     return build_task(config, partition), config.federated.chunk_size, build_transform(config.federated)
+
+
+_SHARED_TASKS: dict[tuple, tuple] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def build_shared_task(flat: dict, partition: tuple[int, int] | None):
+    """Task factory of the simulation engine: ``(task, chunk_size, transform)`` with the task of every client, built
+    once per process and config. One Ray actor serves many virtual SuperNodes; each still keeps its own personal state
+    (:class:`~ffmrec.federated.engines.flower.node.NodeRuntime`) and trains only its own users, but the dataset and
+    model are loaded once per actor instead of once per node."""
+    from ffmrec.federated.transforms import build_transform
+
+    torch.set_num_threads(1)  # one Ray actor per core
+    key = (str(flat.get(RESOLVER_KEY)), str(flat.get(CONFIG_KEY)),
+           tuple(sorted((k, str(v)) for k, v in flat.items() if k not in (CONFIG_KEY, CONFIG_OBJECT_KEY))))
+    with _SHARED_LOCK:
+        if key not in _SHARED_TASKS:
+            config, build_task = _resolve(flat)
+            _SHARED_TASKS[key] = (config, build_task(config, None))
+        config, task = _SHARED_TASKS[key]
+    return task, config.federated.chunk_size, build_transform(config.federated)
 
 
 class FlowerEngine:
@@ -88,14 +115,36 @@ class FlowerEngine:
             return RecordDict({R.SHARED: shared_record, R.ROUND_CONFIG: round_record, R.META: ConfigRecord(meta)})
 
         result = RoundResult(failures=list(missing))
-        for outcome in self.executor.send(R.TRAIN, f"train-{server_round}", groups, content):
+        # Records that no observer or strategy needs one by one are checked and folded into one running sum as they
+        # arrive (per-user mode: one reply per user, thousands per round), so a round holds one sum, not every reply.
+        fold = WeightedSum() if not want_records else None
+        folded: list[int] = []
+        specs, max_weight = (self.task.shared_specs(), self.task.max_weight) if fold is not None else (None, 0)
+        for _, outcome in self.executor.stream(R.TRAIN, f"train-{server_round}", groups, content):
             if outcome.error is not None:
                 result.failures.extend((c, outcome.error.splitlines()[0]) for c in outcome.client_ids)
                 continue
+            got = RoundResult()
             try:
-                decode_train_reply(outcome.client_ids, outcome.content, result)
+                decode_train_reply(outcome.client_ids, outcome.content, got)
             except Exception as exc:  # noqa: BLE001 - a malformed reply fails its group only
                 result.failures.extend((c, f"bad reply: {exc!r}") for c in outcome.client_ids)
+                continue
+            result.failures.extend(got.failures)
+            result.partials.extend(got.partials)
+            if fold is None:
+                result.records.extend(got.records)
+                continue
+            for record in got.records:
+                try:
+                    check_record(record, specs, max_weight)
+                except RecordError as e:
+                    result.failures.append((record.client_id, f"rejected record: {e}"))
+                    continue
+                fold.add(record.tensors, record.weight, record.metrics.get("loss", 0.0))
+                folded.append(record.client_id)
+        if folded:
+            result.partials.append(PartialSum(fold.sums, fold.weight, fold.loss, fold.count, sorted(folded)))
         return result
 
     def evaluate(self, stage: str, shared: Params, clients: np.ndarray, best: bool = False,
@@ -189,7 +238,8 @@ def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedRes
     from ffmrec.federated.engines.flower.simulation import run_flower_simulation as simulate
 
     nodes = max(1, min(config.federated.num_supernodes, num_users))
-    return simulate(flower_run_config(config, out_dir), nodes, server_extra={CONFIG_OBJECT_KEY: config})
+    flat = {**flower_run_config(config, out_dir), "task-factory": f"{__name__}:build_shared_task"}
+    return simulate(flat, nodes, server_extra={CONFIG_OBJECT_KEY: config})
 
 
 def run_flower_deployment(config, out_dir: Path, num_users: int) -> FederatedResult:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -207,8 +207,15 @@ class FlowerGridExecutor:
     def send(self, message_type: str, group_id: str, groups: list[tuple[int, ...]],
              content_for: Callable[[tuple[int, ...]], RecordDict]) -> list[GroupOutcome]:
         """Deliver one message per group (to the node holding its clients) and collect the replies, in group order."""
+        outcomes = dict(self.stream(message_type, group_id, groups, content_for))
+        return [outcomes[g] for g in range(len(groups))]
+
+    def stream(self, message_type: str, group_id: str, groups: list[tuple[int, ...]],
+               content_for: Callable[[tuple[int, ...]], RecordDict]) -> Iterator[tuple[int, GroupOutcome]]:
+        """Like :meth:`send`, but yields ``(group index, outcome)`` as each reply (or failure) arrives, so that a caller
+        can fold a reply into a running sum and let it go (per-user mode: thousands of replies per round)."""
         if not groups:
-            return []
+            return
         self._ensure_nodes()
         outcomes: dict[int, GroupOutcome] = {}
         queues: dict[int, deque[int]] = {}
@@ -291,9 +298,12 @@ class FlowerGridExecutor:
                     fail(queues[node].popleft(), f"not sent: node {node} timed out earlier in this "
                                                  f"{message_type} call")
             refill()
+            while outcomes:  # hand over what arrived, and keep nothing
+                yield outcomes.popitem()
             if in_flight:  # always pause between pulls: a busy-polling server thread takes CPU from the clients
                 time.sleep(self.poll_interval)
-        return [outcomes[g] for g in range(len(groups))]
+        while outcomes:
+            yield outcomes.popitem()
 
     def broadcast(self, message_type: str, group_id: str, content: RecordDict) -> list[GroupOutcome]:
         """The same message to every mapped node (e.g. "keep your current state as the best round's")."""
