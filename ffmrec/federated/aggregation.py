@@ -358,10 +358,13 @@ def pairwise_sq_distances(updates_flat: torch.Tensor) -> torch.Tensor:
                          "flatten a dict of updates with flatten_updates.")
     x = updates_flat.to(_ACC)
     dist = torch.zeros(num_clients, num_clients, dtype=_ACC, device=x.device)
+    block = max(1, (1 << 24) // max(1, x.shape[1]))  # rows per step: at most ~16M float64 differences in memory
     for i in range(num_clients):
-        for j in range(i + 1, num_clients):
-            diff = x[i] - x[j]
-            dist[i, j] = dist[j, i] = torch.dot(diff, diff)
+        for start in range(i + 1, num_clients, block):
+            diff = x[start:start + block] - x[i]  # (b, D)
+            d = (diff * diff).sum(dim=1)
+            dist[i, start:start + len(d)] = d
+            dist[start:start + len(d), i] = d
     return dist
 
 

@@ -1,0 +1,118 @@
+"""Robustness of FedSASRec: noisy histories and adversarial clients, with and without the core's robust strategies.
+
+Each row is one ``ffmrec run fedsasrec`` on the dataset (the recipe plus this script's small budget, ``--set``
+overrides on top) and reports the honest users' test HR@20 / NDCG@20 and the exposure ER@10 of the attackers' target
+item (a seeded unpopular item; measured in every row, attacked or not):
+
+- ``attackers``: "0%", "1%" or "5%" of the clients are malicious (:mod:`ffmrec.federated.adversary.attack`:
+  popular-item sequences labelled with the target, the local loss boosted), under each strategy of ``--strategies``;
+- ``noise``: a share p of each training history replaced by random unseen items (attackers 0%, the first strategy
+  or ``--noise-strategies``).
+
+``ndcg_loss_vs_no_attack`` is ``1 - NDCG@20 / NDCG@20 of the reference``, where the reference is the no-attack,
+no-noise row of the first strategy (the undefended baseline); ``ndcg_loss_vs_same_strategy`` uses the no-attack row
+of the row's own strategy (the cost of the attack alone, not of the defence).
+
+    python benchmarks/robustness.py [--dataset ml-100k] [--out DIR] [--strategies fedavg krum ...]
+        [--fractions 0 0.05 0.01] [--noise 0.1 0.2 0.3] [--noise-strategies fedavg krum] [--set key=value ...]
+
+Resumable: run folders live under ``--out`` (a finished run is only re-tested), and the results file is rewritten
+after every row (``benchmarks/results/robustness_<dataset>.json``); ``--reuse`` keeps the rows already there and runs
+only the missing ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from common import RESULTS, peak_rss_mb, write_results
+
+from ffmrec.pipeline import pipeline
+from ffmrec.recipes import load_recipe
+
+#: the small budget every row shares (stated in each row): 100 rounds of 32 clients, histories cut to 50 items
+BUDGET = ["threads=1", "federated.rounds=100", "federated.eval_every=25", "model.max_len=50",
+          "federated.clients_per_round=32", "federated.chunk_size=32", "federated.adversary.measure_exposure=true",
+          "federated.adversary.boost=1.0"]
+
+#: strategy label -> overrides (robust rules apply the mean step with server_lr 1, i.e. FedAvg's)
+STRATEGIES = {
+    "fedadam": ["federated.strategy=fedadam"],
+    "fedavg": ["federated.strategy=fedavg", "federated.server_lr=1.0"],
+    "krum": ["federated.strategy=krum", "federated.server_lr=1.0", "federated.krum_malicious=8",
+             "federated.krum_multi=24"],
+    "trimmed_mean": ["federated.strategy=trimmed_mean", "federated.server_lr=1.0", "federated.trim_ratio=0.15"],
+    "median": ["federated.strategy=median", "federated.server_lr=1.0"],
+    "norm_bounded_fedavg": ["federated.strategy=fedavg", "federated.server_lr=1.0", "federated.max_update_norm=1.0"],
+}
+
+
+def one_row(dataset: str, root: Path, strategy: str, fraction: float, noise: float, extra: list[str]) -> dict:
+    overrides = [*BUDGET, *STRATEGIES[strategy], f"federated.adversary.fraction={fraction}",
+                 f"federated.noise.p={noise}", *extra]
+    config = load_recipe("fedsasrec", dataset, overrides)
+    name = f"{strategy}-att{fraction:g}-noise{noise:g}"
+    t0 = time.perf_counter()
+    result = pipeline(config, root / name, progress=False)
+    m, s = result.metrics, result.summary
+    fed = config.federated
+    print(f"{name}: HR@20={m['HR@20']:.4f} NDCG@20={m['NDCG@20']:.4f} ER@10={m['ER@10']:.4f} "
+          f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    return {"dataset": dataset, "method": "fedsasrec", "setting": "federated", "strategy": strategy,
+            "attackers": f"{fraction * 100:g}%", "noise": noise,
+            "rounds": fed.rounds, "clients_per_round": fed.clients_per_round, "max_len": config.model.max_len,
+            "boost": fed.adversary.boost, "overrides": overrides,
+            "metrics": {"HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"], "HR@20": m["HR@20"], "NDCG@20": m["NDCG@20"],
+                        "ER@10": m["ER@10"], "best_round": s["best_round"],
+                        "seconds_per_round": round(s["seconds_per_round"], 3),
+                        "wall_seconds": round(s["wall_seconds"], 1), "peak_rss_mb": round(peak_rss_mb(), 1)}}
+
+
+def add_losses(rows: list[dict]) -> None:
+    """``ndcg_loss_vs_no_attack`` (against the first strategy's clean row) and ``ndcg_loss_vs_same_strategy``."""
+    clean = {r["strategy"]: r["metrics"]["NDCG@20"] for r in rows if r["attackers"] == "0%" and r["noise"] == 0}
+    reference = clean.get(rows[0]["strategy"]) if rows else None
+    for r in rows:
+        ndcg = r["metrics"]["NDCG@20"]
+        if reference:
+            r["metrics"]["ndcg_loss_vs_no_attack"] = round(1 - ndcg / reference, 4)
+        if clean.get(r["strategy"]):
+            r["metrics"]["ndcg_loss_vs_same_strategy"] = round(1 - ndcg / clean[r["strategy"]], 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--out", default=None, help="keep the run folders here (default: a temp dir)")
+    parser.add_argument("--strategies", nargs="+", default=["fedavg", "krum"], choices=sorted(STRATEGIES),
+                        help="the first is the undefended reference")
+    parser.add_argument("--fractions", nargs="+", type=float, default=[0.0, 0.05, 0.01])
+    parser.add_argument("--noise", nargs="*", type=float, default=[0.1, 0.2, 0.3])
+    parser.add_argument("--noise-strategies", nargs="*", default=None, choices=sorted(STRATEGIES),
+                        help="strategies of the noise rows (default: the first of --strategies)")
+    parser.add_argument("--set", nargs="*", default=[], help="fedsasrec recipe overrides (key=value) for every row")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the rows already in the results file and run only the missing ones")
+    args = parser.parse_args()
+    root = Path(args.out or tempfile.mkdtemp(prefix="ffmrec-robustness-"))
+    rows: list[dict] = []
+    previous = RESULTS / f"robustness_{args.dataset}.json"
+    if args.reuse and previous.exists():  # keep the rows an earlier invocation wrote (each names its overrides)
+        rows = json.loads(previous.read_text())["rows"]
+    done = {(r["strategy"], r["attackers"], r["noise"]) for r in rows}
+    plan = [(s, f, 0.0) for f in args.fractions for s in args.strategies]  # the most telling rows first
+    plan += [(s, 0.0, p) for s in (args.noise_strategies or args.strategies[:1]) for p in args.noise]
+    for strategy, fraction, noise in plan:
+        if (strategy, f"{fraction * 100:g}%", noise) in done:
+            continue
+        rows.append(one_row(args.dataset, root, strategy, fraction, noise, args.set))
+        add_losses(rows)
+        write_results(f"robustness_{args.dataset}", rows)
+
+
+if __name__ == "__main__":
+    main()
