@@ -1,0 +1,216 @@
+"""Personality preservation: trait leakage against utility for each defence of FedSASRec, measured in one command.
+
+For each dataset and defence: ``ffmrec run fedsasrec`` with the defence's settings, recording the client messages of
+the last ``--record`` rounds (``federated.record_rounds``); the attack suite (:mod:`ffmrec.privacy`) on those records
+(30% labelled users; logistic regression and MLP); the test NDCG@20 and fairness figures (NDCG@20 gaps by gender and
+activity, item-exposure Gini and coverage at 20, from the best round's model with every user's personal rows); epsilon
+at delta = 1e-5 where DP is on (:mod:`ffmrec.privacy.accounting`); seconds per round. ``undefended`` and the best
+combination run with ``--main-seeds`` seeds, the others with one. The raw-interaction ceiling is attacked once per
+seed (row ``raw-interactions``).
+
+    python benchmarks/privacy.py [--datasets ml-100k ml-1m] [--defences undefended ldp ...] [--out DIR]
+        [--main-seeds 3] [--record 8] [--set [DATASET:]key=value ...]
+
+Rows go to ``benchmarks/results/privacy_<dataset>.json`` as they finish, with a leakage-against-utility plot and a
+Markdown table beside it; an interrupted benchmark continues where it stopped (finished rows are kept in ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, overrides_for, write_results
+
+#: defence -> overrides (on top of the recipe and the benchmark's --set)
+DEFENCES: dict[str, list[str]] = {
+    "undefended": [],
+    "no-personal": ["model.user_embedding=false"],
+    "pseudo-items": ["federated.pseudo_item_ratio=0"],
+    "ldp-weak": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.01"],
+    "ldp": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.05"],
+    "ldp-strong": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.2"],
+    "cdp": ["federated.central_clip_norm=1.0", "federated.central_noise_multiplier=1.0"],
+    "pseudo+ldp+cdp": ["federated.pseudo_item_ratio=0", "federated.client_clip_norm=1.0",
+                       "federated.client_noise_multiplier=0.2", "federated.central_clip_norm=1.0",
+                       "federated.central_noise_multiplier=1.0"],
+}
+MAIN = ("undefended", "pseudo+ldp+cdp")
+#: the benchmark's workload per dataset (small enough to attack several defences on a laptop-class CPU)
+WORKLOAD = ["threads=1", "model.max_len=50", "model.hidden_size=32", "federated.clients_per_round=128",
+            "federated.chunk_size=64", "federated.eval_every=10", "ml-100k:federated.rounds=50",
+            "ml-1m:federated.rounds=200", "ml-1m:federated.clients_per_round=256"]
+
+
+def test_fairness(run_dir: Path, config) -> dict[str, float]:
+    """Fairness figures of a finished federated run: the best round's shared parameters with every user's
+    best-round personal rows (the same model its test metrics score)."""
+    from ffmrec.data import load_dataset
+    from ffmrec.eval.fairness import fairness_metrics, ranks_and_top_k
+    from ffmrec.eval.protocol import LeaveOneOut
+    from ffmrec.methods import build_sequential_task
+    from ffmrec.privacy.traits import load_traits
+
+    dataset = load_dataset(config.dataset, options=config.data)
+    split = LeaveOneOut(dataset.sequences())
+    task = build_sequential_task(config, dataset, split)
+    ckpt = torch.load(run_dir / "server.pt", weights_only=True)
+    model = task.build_model(split.num_users)
+    state = dict(ckpt["best_params"])
+    for name, rows in ckpt["engine"]["best"].items():
+        state[name] = rows.flatten(0, 1)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    histories, targets, users = split.stage("test")
+    ranks, top = ranks_and_top_k(model.full_sort_predict, histories, targets, users, max_len=model.max_len,
+                                 mask_history=config.eval.mask_history)
+    gender = load_traits(dataset).labels.get("gender")
+    return fairness_metrics(ranks, top, dataset.num_items, dataset.sequence_lengths(), gender, k=20)
+
+
+def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[str], record: int,
+            keep_egress: bool = False) -> dict:
+    """One defence on one dataset and seed: train, attack, fairness; the finished row is cached in its folder."""
+    from ffmrec.pipeline import pipeline
+    from ffmrec.privacy.accounting import run_epsilon
+    from ffmrec.privacy.report import attack_run
+    from ffmrec.recipes import load_recipe
+
+    run_dir = out / dataset / defence / f"seed-{seed}"
+    cached = run_dir / "privacy_row.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    items = overrides_for(dataset, WORKLOAD + overrides) + DEFENCES[defence] + [f"seed={seed}"]
+    config = load_recipe("fedsasrec", dataset, items)
+    rounds = config.federated.rounds
+    config.federated.record_rounds = list(range(rounds - record + 1, rounds + 1))
+    t0 = time.perf_counter()
+    result = pipeline(config, run_dir, progress=False)
+    wall = time.perf_counter() - t0
+    doc = attack_run(run_dir)
+    if not keep_egress:  # hundreds of MB of client messages: attacked, not kept
+        shutil.rmtree(run_dir / "egress", ignore_errors=True)
+    num_users = int(result.summary["dataset"]["users"])
+    eps = run_epsilon(config.federated, num_users, seed)
+    s = doc["summary"]
+    metrics = {k: v for k, v in s.items() if not k.endswith("_raw") and k != "gender_auc"}
+    metrics.update({"NDCG@20": result.metrics["NDCG@20"], "HR@20": result.metrics["HR@20"],
+                    "NDCG@10": result.metrics["NDCG@10"],
+                    "seconds_per_round": round(result.summary["seconds_per_round"], 3), "wall_seconds": round(wall, 1)})
+    if eps:
+        metrics["epsilon"] = max(v for k, v in eps.items() if k.startswith("epsilon"))
+        metrics.update({k: v for k, v in eps.items() if k != "delta"})
+    metrics.update(test_fairness(run_dir, config))
+    row = {"dataset": dataset, "method": defence, "setting": "federated", "seed": seed, "metrics": metrics,
+           "worst_artifact": {t: max(((n, r[t]["auc"]) for n, r in doc["results"].items()
+                                      if n != "raw-interactions" and t in r), key=lambda x: x[1])[0]
+                              for t in ("gender", "age", "occupation") if t in doc["results"].get("all", {})},
+           "users_recorded": doc["users_recorded"], "rounds_recorded": len(doc["rounds"])}
+    raw = doc["results"].get("raw-interactions", {})
+    if raw:
+        row["raw"] = {"gender_auc": raw["gender"]["auc"], "gender_auc_ci": raw["gender"]["auc_ci"],
+                      "gender_balanced_acc": raw["gender"]["balanced_accuracy"],
+                      **{f"{t}_acc": raw[t]["accuracy"] for t in ("age", "occupation") if t in raw},
+                      **{f"{t}_majority_rate": raw[t]["majority_rate"] for t in ("age", "occupation") if t in raw}}
+    cached.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def finish_rows(rows: list[dict]) -> list[dict]:
+    """Relative NDCG@20 loss against the undefended model (mean over its seeds), and the raw-interaction rows."""
+    out = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        base = [r["metrics"]["NDCG@20"] for r in mine if r["method"] == "undefended"]
+        for r in mine:
+            if r["method"] == "undefended" and "raw" in r:
+                out.append({"dataset": dataset, "method": "raw-interactions", "setting": "local", "seed": r["seed"],
+                            "metrics": {"gender_auc": r["raw"]["gender_auc"],
+                                        "gender_auc_ci_low": r["raw"]["gender_auc_ci"][0],
+                                        "gender_auc_ci_high": r["raw"]["gender_auc_ci"][1],
+                                        **{k: v for k, v in r["raw"].items() if k not in ("gender_auc", "gender_auc_ci")}}})
+        for r in mine:
+            r = {k: v for k, v in r.items() if k != "raw"}
+            if base:
+                r["metrics"]["ndcg_loss_vs_undefended"] = 1.0 - r["metrics"]["NDCG@20"] / float(np.mean(base))
+            out.append(r)
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Worst-artifact gender AUC against NDCG@20, one point per defence (mean over seeds, bars: min-max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    raw = [r["metrics"]["gender_auc"] for r in rows if r["method"] == "raw-interactions"]
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] != "raw-interactions"):
+        pts = [(r["metrics"]["NDCG@20"], r["metrics"]["gender_auc_worst_artifact"]) for r in rows
+               if r["method"] == method and "gender_auc_worst_artifact" in r["metrics"]]
+        if not pts:
+            continue
+        x, y = np.array(pts).T
+        ax.errorbar(x.mean(), y.mean(), xerr=[[x.mean() - x.min()], [x.max() - x.mean()]],
+                    yerr=[[y.mean() - y.min()], [y.max() - y.mean()]], marker="o", capsize=3, label=method)
+    if raw:
+        ax.axhline(float(np.mean(raw)), color="k", ls="--", lw=1, label="raw interactions (ceiling)")
+    ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xlabel("test NDCG@20 (higher is better)")
+    ax.set_ylabel("gender AUC, worst shared artifact")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def table(rows: list[dict]) -> str:
+    keys = ["gender_auc_worst_artifact", "age_acc", "age_majority_rate", "occupation_acc", "occupation_majority_rate",
+            "NDCG@20", "ndcg_loss_vs_undefended", "epsilon", "seconds_per_round", "NDCG@20_gap_gender",
+            "NDCG@20_gap_active", "exposure_gini@20", "coverage@20"]
+    lines = ["| method | seed | gender_auc (ceiling) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 3)]
+    for r in rows:
+        m = r["metrics"]
+        cells = [f"{m[k]:.4g}" if isinstance(m.get(k), float) else str(m.get(k, "-")) for k in keys]
+        ceiling = f"{m['gender_auc']:.3f}" if "gender_auc" in m else "-"
+        lines.append(f"| {r['method']} | {r.get('seed', '-')} | {ceiling} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
+    parser.add_argument("--defences", nargs="+", default=list(DEFENCES), choices=list(DEFENCES))
+    parser.add_argument("--main-seeds", type=int, default=3, help="seeds of undefended and the best combination")
+    parser.add_argument("--seed", type=int, default=42, help="first seed")
+    parser.add_argument("--record", type=int, default=6, help="last rounds whose client messages are attacked")
+    parser.add_argument("--out", default="runs/privacy", help="run folders (resumable)")
+    parser.add_argument("--keep-egress", action="store_true", help="keep the recorded client messages (RUN/egress)")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="[DATASET:]KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    for dataset in args.datasets:
+        rows: list[dict] = []
+        order = [d for d in args.defences if d == "undefended"] + [d for d in args.defences if d != "undefended"]
+        plan = [(d, args.seed) for d in order] + [(d, args.seed + i) for i in range(1, args.main_seeds)
+                                                    for d in order if d in MAIN]
+        for defence, seed in plan:
+            print(f"{dataset} {defence} seed {seed} ...", flush=True)
+            rows.append(run_one(dataset, defence, seed, out, args.set, args.record, args.keep_egress))
+            done = finish_rows([json.loads(json.dumps(r)) for r in rows])
+            write_results(f"privacy_{dataset}", done)
+            plot(done, RESULTS / f"privacy_{dataset}.png")
+            (RESULTS / f"privacy_{dataset}.md").write_text(
+                f"# Personality preservation on {dataset}\n\n{table(done)}\n![leakage vs utility](privacy_{dataset}.png)\n")
+
+
+if __name__ == "__main__":
+    main()

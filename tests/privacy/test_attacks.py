@@ -1,0 +1,87 @@
+"""The attack suite on synthetic recordings (a leaky and a clean artifact) and through ``ffmrec attack``."""
+
+import numpy as np
+import pytest
+import torch
+
+from ffmrec.cli import main
+from ffmrec.errors import FFMRecError
+from ffmrec.privacy.attacks import RAW, AttackConfig, egress_features, raw_features, recorded_rounds, run_attacks
+from ffmrec.privacy.report import render, summary
+from ffmrec.privacy.traits import Traits
+from ffmrec.utils.io import save_checkpoint
+
+USERS, ITEMS = 160, 30
+
+
+def _record(run_dir, rnd, users, gender, rng):
+    """One recorded round: an item table whose touched rows depend on gender, and a dense tensor of pure noise."""
+    table = torch.zeros(len(users), ITEMS + 1, 4)
+    for i, u in enumerate(users):
+        pool = np.arange(1, 16) if gender[u] else np.arange(15, ITEMS + 1)  # men and women prefer other items
+        table[i, rng.choice(pool, 5, replace=False)] = torch.randn(5, 4, generator=torch.Generator().manual_seed(int(u)))
+    save_checkpoint(run_dir / "egress" / f"round-{rnd:05d}.pt", {
+        "client_ids": torch.as_tensor(users, dtype=torch.long),
+        "weights": torch.full((len(users),), 5, dtype=torch.long),
+        "metrics": {"loss": torch.rand(len(users))},
+        "tensors": {"item_emb.weight": table, "w": torch.randn(len(users), 8, 3)},
+    })
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    gender = rng.integers(0, 2, USERS)
+    order = rng.permutation(USERS)
+    _record(run_dir, 3, np.sort(order[:100]), gender, rng)
+    _record(run_dir, 4, np.sort(order[60:]), gender, rng)  # users 60..99 of the order appear twice
+    traits = Traits({"gender": gender, "age": rng.integers(0, 3, USERS)})
+    return run_dir, traits
+
+
+def test_features_cover_every_recorded_user_once_per_artifact(recorded):
+    run_dir, _ = recorded
+    assert recorded_rounds(run_dir) == [3, 4]
+    arts = egress_features(run_dir, projection_dim=16)
+    assert set(arts) >= {"touched:item_emb.weight", "rownorm:item_emb.weight", "values:item_emb.weight",
+                         "values:dense", "metadata", "all"}
+    for art in arts.values():
+        assert art.users.tolist() == list(range(USERS)) and len(art.features) == USERS
+    assert arts["touched:item_emb.weight"].features.shape == (USERS, ITEMS + 1)
+    assert arts["values:dense"].features.shape == (USERS, 16)
+    # the server infers the items a user used: its `weight` (5) rows that moved most, here exactly the touched rows
+    inferred, touched = arts["inferred:item_emb.weight"].features, arts["touched:item_emb.weight"].features
+    assert np.array_equal(inferred, touched) and set(inferred.sum(1).tolist()) == {5.0}
+
+
+def test_attacks_find_the_leaky_artifact_and_not_the_noise(recorded):
+    run_dir, traits = recorded
+    arts = egress_features(run_dir, projection_dim=16)
+    cfg = AttackConfig(bootstrap=100, permutations=100, traits=("gender", "age"))
+    res = run_attacks({k: arts[k] for k in ("touched:item_emb.weight", "values:dense")}, traits, cfg)
+    leaky, clean = res["touched:item_emb.weight"]["gender"], res["values:dense"]["gender"]
+    assert leaky["auc"] > 0.9 and leaky["auc_p"] < 0.02 and leaky["auc_ci"][0] > 0.8
+    assert abs(clean["auc"] - 0.5) < 0.15 and clean["auc_ci"][0] < 0.5 < clean["auc_ci"][1]
+    assert leaky["attacker"] in ("logreg", "mlp") and leaky["test_users"] == USERS - round(0.3 * USERS)
+    assert abs(res["values:dense"]["age"]["accuracy"] - res["values:dense"]["age"]["majority_rate"]) < 0.15
+    s = summary({**res, RAW: res["touched:item_emb.weight"]})
+    assert s["gender_auc_worst_artifact"] == leaky["auc"] and s["gender_auc"] == leaky["auc"]
+    assert "| touched:item_emb.weight | gender |" in render({"config": {"attackers": ["logreg"], "labelled_fraction": 0.3,
+                                                                       "seed": 0}, "rounds": [3, 4], "users": USERS,
+                                                            "users_recorded": USERS, "summary": s, "results": res})
+
+
+def test_raw_features_hold_ratings_or_ones():
+    art = raw_features([np.array([1, 3]), np.array([2])], 3, ratings=[np.array([5.0, 2.0]), np.array([4.0])])
+    assert art.features.tolist() == [[5, 0, 2], [0, 4, 0]] and art.kind == "indicator"
+    assert raw_features([np.array([2])], 3).features.tolist() == [[0, 1, 0]]
+
+
+def test_a_run_without_recordings_fails_clearly(tmp_path, capsys):
+    with pytest.raises(FFMRecError, match="no recorded rounds"):
+        egress_features(tmp_path)
+    (tmp_path / "config.yaml").write_text("method: fedsasrec\ndataset: ml-100k\n")
+    assert main(["attack", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ffmrec: error:") and "record_rounds" in err[0]
