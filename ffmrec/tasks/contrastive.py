@@ -245,7 +245,27 @@ def contrastive_batches(histories: Sequence[np.ndarray], max_len: int, batch_siz
 
 
 # --- federated -----------------------------------------------------------------------------------------------------
-class CL4SRecTask(SequentialTask):
+class ViewTask(SequentialTask):
+    """A sequential task whose examples also carry ``views`` (see :func:`collate_views`) and whose local objective is
+    the module ``self.loss`` (the model's loss plus a term over the views, e.g. :class:`CL4SRecObjective`), called
+    with the model's parameters through ``functional_call``."""
+
+    loss: nn.Module
+
+    def collate(self, prepared: Sequence[dict]) -> dict:
+        batch = super().collate([{k: v for k, v in p.items() if k != "views"} for p in prepared])
+        batch["views"] = collate_views([p["views"] for p in prepared], self.model.noise_time_axes())
+        return batch
+
+    def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
+        return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,), {"compact": compact})
+
+    def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,),
+                               {"compact": True, "weights": weights})
+
+
+class CL4SRecTask(ViewTask):
     """FedCL4SRec: next-item prediction plus ``lambda`` times InfoNCE over each client's own view pairs.
 
     ``prepare`` adds ``views`` to the sequential example: ``cfg.pairs`` pairs of augmented views of the client's
@@ -274,14 +294,3 @@ class CL4SRecTask(SequentialTask):
         example["views"] = views
         return example
 
-    def collate(self, prepared: Sequence[dict]) -> dict:
-        batch = super().collate([{k: v for k, v in p.items() if k != "views"} for p in prepared])
-        batch["views"] = collate_views([p["views"] for p in prepared], self.model.noise_time_axes())
-        return batch
-
-    def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
-        return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,), {"compact": compact})
-
-    def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.loss, {f"model.{k}": v for k, v in params.items()}, (batch,),
-                               {"compact": True, "weights": weights})
