@@ -78,3 +78,14 @@ def overrides_for(dataset: str, items: list[str]) -> list[str]:
         else:
             out.append(item)
     return out
+
+
+def budget_metrics(config, summary: dict) -> dict:
+    """The run's budget and speed for a results row: rounds (federated) or epochs (centralized), the best one, and
+    seconds per round or epoch."""
+    if config.setting == "federated":
+        return {"rounds": summary["rounds"], "best_round": summary["best_round"],
+                "clients_per_round": config.federated.clients_per_round,
+                "seconds_per_round": round(summary["seconds_per_round"], 3)}
+    return {"epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
+            "seconds_per_epoch": round(summary["seconds_per_epoch"], 2)}

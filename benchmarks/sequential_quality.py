@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import RESULTS, overrides_for, peak_rss_mb, write_results
+from common import RESULTS, budget_metrics, overrides_for, peak_rss_mb, write_results
 
 from ffmrec.pipeline import pipeline
 from ffmrec.recipes import load_recipe
@@ -24,14 +24,7 @@ from ffmrec.recipes import load_recipe
 def run_method(method: str, dataset: str, root: Path, overrides: list[str]) -> dict:
     config = load_recipe(method, dataset, overrides)
     result = pipeline(config, root / f"{method}-{dataset}")
-    s = result.summary
-    if config.setting == "federated":
-        extra = {"rounds": s["rounds"], "best_round": s["best_round"],
-                 "clients_per_round": config.federated.clients_per_round,
-                 "seconds_per_round": round(s["seconds_per_round"], 3)}
-    else:
-        extra = {"epochs": s["epochs"], "best_epoch": s["best_epoch"],
-                 "seconds_per_epoch": round(s["seconds_per_epoch"], 2)}
+    extra = budget_metrics(config, result.summary)
     return {"dataset": dataset, "method": method, "setting": config.setting, "seed": config.seed,
             "metrics": {**result.metrics, **extra, "peak_rss_mb": round(peak_rss_mb(), 1)}}
 

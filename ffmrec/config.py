@@ -7,6 +7,7 @@ same dataclasses feed the CLI, the recipe files and the Flower apps. Errors name
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -66,9 +67,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key}={value!r} is not a number: give e.g. {key}=0.001.")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key}={value!r} is not a number: give e.g. {key}=0.001.") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r} is not a finite number: give e.g. {key}=0.001.")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{key}={value!r} must be a string.")
@@ -122,7 +126,7 @@ def set_key(data: dict[str, Any], cls, key: str, raw: str) -> None:
             where = ".".join(parts[:i])
             raise ConfigError(
                 f"unknown config key '{key}': valid keys{' in ' + where if where else ''} are "
-                f"{', '.join(fields)}; run 'ffmrec recipes' to see a recipe's keys."
+                f"{', '.join(fields)}; run 'ffmrec recipes RECIPE' to list every key with its value and help."
             )
         tp = _hints(tp)[part]
         if i < len(parts) - 1:

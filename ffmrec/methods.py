@@ -22,10 +22,18 @@ from ffmrec.data.preprocess import DataOptions
 from ffmrec.errors import ConfigError
 from ffmrec.eval.ranking import EvalConfig
 from ffmrec.federated.config import FederatedConfig
+from ffmrec.fm.catalog_policy import CatalogPolicyConfig
 from ffmrec.fm.causal_lm import CausalLMConfig
 from ffmrec.models.sasrec import SASRec, SASRecConfig
 from ffmrec.tasks.contrastive import ContrastiveConfig
+from ffmrec.tasks.kto import KTOTaskConfig, build_kto_task, load_redial_run
 from ffmrec.tasks.lm import LoRATextConfig
+from ffmrec.tasks.lumos import (
+    LUMOSConfig,
+    LUMOSNoCounterfactualConfig,
+    LUMOSNoFutureConfig,
+    LUMOSNoParaphraseConfig,
+)
 from ffmrec.train.trainer import TrainConfig
 
 
@@ -42,23 +50,42 @@ class Method:
     #: Centralized methods whose loss is not the model's own: ``(config, model, split) -> (objective, make_batches)``,
     #: the trainer's arguments of the same names; None trains ``model.calculate_loss`` on ``iterate_batches``.
     centralized_objective: Callable | None = None
+    #: Methods that read their own data (not an interactions dataset): ``config -> (dataset, split)``, e.g. fedtrek's
+    #: ReDial conversations; None loads ``config.dataset`` with a leave-one-out split.
+    load_data: Callable | None = None
+    #: The method reads item text whatever ``model.item_repr`` says (e.g. LUMOS's views); checked before a run writes.
+    needs_item_text: bool = False
 
 
-def _sasrec(config, dataset, num_users: int) -> SASRec:
-    return SASRec(config.model, dataset.num_items, num_users)
+def _text_table(config, dataset):
+    """The items' MiniLM text embeddings (cached per dataset and model) when the model reads item text, else None."""
+    if getattr(config.model, "item_repr", "id") == "id":
+        return None
+    from ffmrec.fm.text import dataset_text_table, require_item_text
+
+    require_item_text(dataset, f"model.item_repr={config.model.item_repr!r}")
+    task = config.task if isinstance(config.task, LUMOSConfig) else LUMOSConfig()
+    return dataset_text_table(dataset, task.text_model, task.text_dtype)
+
+
+def _sasrec(config, dataset, num_users: int, item_text=None, split=None) -> SASRec:
+    unseen = getattr(split, "cold", None)  # cold-items protocol: held-out items are no training candidates
+    return SASRec(config.model, dataset.num_items, num_users, item_text, unseen)
 
 
 def build_sequential_task(config, dataset, split, clients: np.ndarray | None = None):
     from ffmrec.tasks.sequential import SequentialTask
 
-    return SequentialTask(split, lambda num_users: _sasrec(config, dataset, num_users), seed=config.seed,
+    text = _text_table(config, dataset)
+    return SequentialTask(split, lambda num_users: _sasrec(config, dataset, num_users, text, split), seed=config.seed,
                           mask_history=config.eval.mask_history, ks=config.eval.ks, clients=clients)
 
 
 def build_contrastive_task(config, dataset, split, clients: np.ndarray | None = None):
     from ffmrec.tasks.contrastive import CL4SRecTask
 
-    return CL4SRecTask(split, lambda num_users: _sasrec(config, dataset, num_users), seed=config.seed,
+    text = _text_table(config, dataset)
+    return CL4SRecTask(split, lambda num_users: _sasrec(config, dataset, num_users, text, split), seed=config.seed,
                        cfg=config.task, mask_history=config.eval.mask_history, ks=config.eval.ks, clients=clients)
 
 
@@ -69,6 +96,19 @@ def contrastive_objective(config, model, split):
     make_batches = contrastive_batches(split.train_sequences(), model.max_len, config.train.batch_size, config.task,
                                        check_mask_token(model, config.task), config.seed)
     return CL4SRecObjective(model, config.task, in_batch_negatives=True), make_batches
+
+
+def build_lumos_task(config, dataset, split, clients: np.ndarray | None = None):
+    """LUMOS: the public item knowledge (MiniLM embeddings and their exact neighbours, once per dataset) and the
+    chosen view generator, handed to every client's task."""
+    from ffmrec.fm.views import build_view_generator
+    from ffmrec.tasks.lumos import LUMOSTask
+
+    text = _text_table(config, dataset) if config.model.item_repr != "id" else None
+    generator = build_view_generator(config.task, dataset, config.seed, getattr(split, "cold", None))
+    return LUMOSTask(split, lambda num_users: _sasrec(config, dataset, num_users, text, split), seed=config.seed,
+                     cfg=config.task, generator=generator, mask_history=config.eval.mask_history, ks=config.eval.ks,
+                     clients=clients)
 
 
 def build_lm_task(config, dataset, split, clients: np.ndarray | None = None):
@@ -99,6 +139,18 @@ register(Method("fedcl4srec", "federated", SASRecConfig, ContrastiveConfig, buil
                 "Federated CL4SRec: each client adds InfoNCE over its own augmented view pairs to FedSASRec."))
 register(Method("fedlm", "federated", CausalLMConfig, LoRATextConfig, build_lm_task,
                 "Federated LoRA fine-tuning of a small causal LM on each user's item titles (stateful trainer, PEFT)."))
+register(Method("fedtrek", "federated", CatalogPolicyConfig, KTOTaskConfig, build_kto_task,
+                "FedTREK-LM: KTO on PKG-grounded ReDial recommendations, LoRA adapters of a MiniLM catalog policy "
+                "averaged across seekers (leak-free prompts).", load_data=load_redial_run))
+register(Method("lumos", "federated", SASRecConfig, LUMOSConfig, build_lumos_task,
+                "LUMOS: FedSASRec + a tri-view InfoNCE over foundation-model views (future, paraphrase, "
+                "counterfactual) each device writes of its own history.", needs_item_text=True))
+register(Method("lumos-no-future", "federated", SASRecConfig, LUMOSNoFutureConfig, build_lumos_task,
+                "LUMOS ablation: no future-continuation view.", needs_item_text=True))
+register(Method("lumos-no-paraphrase", "federated", SASRecConfig, LUMOSNoParaphraseConfig, build_lumos_task,
+                "LUMOS ablation: no paraphrase view.", needs_item_text=True))
+register(Method("lumos-no-counterfactual", "federated", SASRecConfig, LUMOSNoCounterfactualConfig, build_lumos_task,
+                "LUMOS ablation: no counterfactual view.", needs_item_text=True))
 
 
 def resolve_method(name: str) -> Method:
@@ -125,6 +177,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         from ffmrec.config import from_dict
 
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads={self.threads!r} must be a whole number >= 1 (e.g. threads=1), or null for torch's default.")
         method = resolve_method(self.method)
         if self.model is None or isinstance(self.model, dict):
             self.model = from_dict(method.model_config, self.model or {}, prefix="model.")
@@ -176,12 +230,25 @@ def from_dict_run_config(data: dict):
 
 def build_federated_task(config, dataset=None, split=None, partition: tuple[int, int] | None = None):
     """The client task of a federated run (loads the dataset unless given); with ``partition=(i, n)`` a SuperNode's
-    task, which holds the users ``u % n == i`` only."""
-    if dataset is None:
+    task, which holds the users ``u % n == i`` only. ``federated.noise`` corrupts the training histories and
+    ``federated.adversary`` wraps the task with malicious clients (:mod:`ffmrec.federated.adversary`)."""
+    if dataset is None and resolve_method(config.method).load_data is not None:
+        dataset, split = resolve_method(config.method).load_data(config)
+    elif dataset is None:
         from ffmrec.data import load_dataset
-        from ffmrec.eval.protocol import LeaveOneOut
+        from ffmrec.eval.cold import make_split
 
         dataset = load_dataset(config.dataset, options=config.data)
-        split = LeaveOneOut(dataset.sequences())
-    clients = None if partition is None else np.arange(partition[0], dataset.num_users, partition[1])
-    return resolve_method(config.method).build_task(config, dataset, split, clients)
+        split = make_split(dataset.sequences(), dataset.num_items, config.eval, config.seed)
+    clients = None if partition is None else np.arange(partition[0], split.num_users, partition[1])  # cold-items drops users
+    if resolve_method(config.method).load_data is not None:  # its own data: no interaction sequences to corrupt
+        return resolve_method(config.method).build_task(config, dataset, split, clients)
+    from ffmrec.federated.adversary import build_adversary, noisy_sequences
+
+    fed = config.federated
+    if fed.noise.p > 0:  # noisy histories: a transform of the data, identical in every process
+        from ffmrec.eval.protocol import LeaveOneOut
+
+        split = LeaveOneOut(noisy_sequences(split.sequences, fed.noise.p, dataset.num_items, config.seed))
+    task = resolve_method(config.method).build_task(config, dataset, split, clients)
+    return build_adversary(task, fed.adversary, split.sequences, dataset.num_items, config.seed)

@@ -7,8 +7,11 @@ validation curve. Starting the same config again on the same folder resumes from
 
 from __future__ import annotations
 
+import functools
+import os
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,21 +20,51 @@ import yaml
 from ffmrec.config import dump_yaml, to_dict
 from ffmrec.data import load_dataset
 from ffmrec.errors import ConfigError
-from ffmrec.eval.protocol import LeaveOneOut
+from ffmrec.eval.cold import make_split
 from ffmrec.federated.sampling import resolve_clients_per_round
-from ffmrec.methods import RunConfig, resolve_method
+from ffmrec.methods import RunConfig, build_federated_task, resolve_method
 from ffmrec.report import write_report
 from ffmrec.train.trainer import train
-from ffmrec.utils.io import atomic_write_text, write_json
+from ffmrec.utils.io import History, atomic_write_text, write_json
 
 __all__ = ["RunConfig", "RunResult", "pipeline"]
 
 
+class NoValidationWarning(UserWarning):
+    """The run's test metrics come from its last parameters: no validation ever chose a best epoch/round."""
+
+
 @dataclass
 class RunResult:
+    """A finished run: its folder, final test metrics and summary (for several seeds: their mean, the std in the
+    summary, each seed's run in ``runs``). The history, the trained model and recommendations are read from the
+    folder when first asked for."""
+
     out_dir: Path
     metrics: dict[str, float]
     summary: dict
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[dict]:
+        """One dict per epoch or round (``history.jsonl``)."""
+        return History(self.out_dir / "history.jsonl").read()
+
+    @functools.cached_property
+    def trained(self):
+        """The run's best model with its users' personal state (:class:`ffmrec.recommend.TrainedModel`)."""
+        from ffmrec.recommend import load_trained
+
+        return load_trained(self.out_dir)
+
+    @property
+    def model(self):
+        """The trained model (best epoch or round), in eval mode."""
+        return self.trained.model
+
+    def recommend(self, user, k: int = 10, explain: bool = False):
+        """Top ``k`` items for the dataset's original user id ``user`` (:class:`ffmrec.recommend.Recommendations`)."""
+        return self.trained.recommend(user, k, explain)
 
 
 LENGTH_KEYS = (("train", "epochs"), ("federated", "rounds"))
@@ -45,32 +78,73 @@ def _without_length(data: dict) -> dict:
 
 
 def _check_out_dir(out_dir: Path, config) -> None:
-    """An existing run folder may only be resumed with the same config; its length (``train.epochs``,
-    ``federated.rounds``) may change, to extend a run or to end it at the epoch/round it has reached."""
+    """The run folder is new, empty, or a run of the same config: an existing run may only be resumed with the same
+    config; its length (``train.epochs``, ``federated.rounds``) may change, to extend a run or to end it at the
+    epoch/round it has reached. A folder holding only the ``config.yaml`` of a run that never started (it failed
+    before its first epoch/round) takes any config. Every refusal happens before anything is written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is an existing file, not a folder: give a new folder, or a run folder to resume.")
+    _check_writable(out_dir)
+    if not out_dir.is_dir():
+        return
     existing = out_dir / "config.yaml"
-    if existing.exists():
-        old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
-        if _without_length(old) != _without_length(to_dict(config)):
-            raise ConfigError(
-                f"{out_dir} holds a run with a different config: resume it with the same settings (only "
-                "train.epochs and federated.rounds may change), or choose a new --out folder."
-            )
+    others = sorted(p.name for p in out_dir.iterdir() if p.name not in ("config.yaml", "tensorboard"))  # --tensorboard
+    if not existing.exists():
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise ConfigError(f"--out {out_dir} holds files that are not an ffmrec run ({shown}): choose a new or "
+                              "empty folder, so that the run writes nothing among them.")
+        return
+    old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
+    if others and _without_length(old) != _without_length(to_dict(config)):
+        raise ConfigError(
+            f"{out_dir} holds a run with a different config: resume it with the same settings (only "
+            "train.epochs and federated.rounds may change), or choose a new --out folder."
+        )
+
+
+def _check_writable(out_dir: Path) -> None:
+    """The run folder can be created (or written into): its nearest existing ancestor is a writable folder."""
+    place = out_dir
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise ConfigError(f"--out {out_dir}: {place} is a file, not a folder: give an --out path under a folder.")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: {place} is not writable by you: give an --out folder in a place you can "
+                          "write to (e.g. under your home or the current folder).")
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: cannot create the folder ({e.strerror or e}): give an --out folder in "
+                          "a place you can write to.") from None
 
 
 def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> RunResult:
     out_dir = Path(out_dir)
-    config_text = dump_yaml(to_dict(config))
+    notes = getattr(config, "defaults_from_data", None) or []  # settings chosen from the data's statistics
+    config_text = "".join(f"# {note}\n" for note in notes) + dump_yaml(to_dict(config))
     _check_out_dir(out_dir, config)
     if config.threads:
         torch.set_num_threads(config.threads)
-    dataset = load_dataset(config.dataset, options=config.data)  # fails before anything is written
-    split = LeaveOneOut(dataset.sequences())
+    method = resolve_method(config.method)
+    if method.load_data is not None:  # e.g. fedtrek: ReDial conversations, read by the method itself
+        dataset, split = method.load_data(config)
+    else:
+        dataset = load_dataset(config.dataset, options=config.data)  # fails before anything is written
+        split = make_split(dataset.sequences(), dataset.num_items, config.eval, config.seed)
+        if method.needs_item_text or getattr(config.model, "item_repr", "id") != "id":
+            from ffmrec.fm.text import require_item_text
+
+            require_item_text(dataset, f"method {config.method!r}")  # fails before anything is written
     if config.setting == "federated":  # impossible client counts fail before anything is written
         resolve_clients_per_round(split.num_users, config.federated.clients_per_round, config.federated.fraction)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_out_dir(out_dir)
     atomic_write_text(out_dir / "config.yaml", config_text)
     t0 = time.perf_counter()
-    method = resolve_method(config.method)
     if config.setting == "centralized":
         task = method.build_task(config, dataset, split)
         torch.manual_seed(config.seed)
@@ -86,12 +160,23 @@ def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> R
     else:
         from ffmrec.federated.run import run_federated
 
-        res = run_federated(config, method.build_task(config, dataset, split), out_dir, progress)
+        res = run_federated(config, build_federated_task(config, dataset, split), out_dir, progress)
         metrics = res.test
         summary = {"best_round": res.best_round, "rounds": res.rounds_run, "seconds_per_round": res.seconds_per_round,
                    "failed_clients": res.failures, "best_valid": res.best_valid}
     summary["wall_seconds"] = time.perf_counter() - t0
     summary["dataset"] = {"name": dataset.name, **dataset.stats()}
-    write_json(out_dir / "metrics.json", metrics)
+    if not summary["best_valid"]:  # e.g. a killed run ended at the round it reached, before its first validation
+        unit, reached = ("epoch", summary["epochs"]) if config.setting == "centralized" else ("round", summary["rounds"])
+        summary["note"] = (f"no validation ran: the test metrics are those of the last {unit}'s parameters ({unit} "
+                           f"{reached}), not of a best {unit} chosen on validation data.")
+        warnings.warn(summary["note"], NoValidationWarning, stacklevel=2)
+    if getattr(config, "defaults_from_data", None):
+        summary["defaults_from_data"] = config.defaults_from_data
+    from ffmrec.eval.fairness import rank_fairness
+
+    metrics.update(rank_fairness(out_dir / "test_ranks.npz", dataset))  # NDCG@20 gaps: gender, active vs inactive
+    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "metrics.json", metrics)  # last: a run folder with metrics.json is finished
     write_report(out_dir, config, metrics, summary)
     return RunResult(out_dir, metrics, summary)

@@ -8,6 +8,7 @@ datasets are cached (see :mod:`ffmrec.data.cache`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from functools import partial
@@ -48,10 +49,21 @@ def resolve_source(name: str | Path | Source, data_dir: str | Path | None = None
     key = str(name)
     if key in DATASETS:
         return DATASETS[key](data_dir_or_default(data_dir))
+    if key == "redial":
+        raise ConfigError(
+            "dataset='redial' is a corpus of recommendation dialogues (conversations), not user-item interaction "
+            "sequences, so 'ffmrec run' cannot train on it: read it with ffmrec.data.redial.read_redial, or choose one "
+            f"of {', '.join(sorted(DATASETS))} or your own interactions file."
+        )
+    if Path(key).is_dir():
+        if any((Path(key) / f"interactions{s}").is_file() for s in SUFFIXES):
+            return GenericSource.from_folder(Path(key))
+        raise ConfigError(
+            f"dataset={key!r} is a folder without an interactions.csv|tsv|parquet file: give the interactions file "
+            "itself (e.g. --dataset folder/ratings.csv), or put it in the folder as interactions.csv."
+        )
     if Path(key).suffix.lower() in SUFFIXES:
         return GenericSource.from_path(Path(key))
-    if Path(key).is_dir() and any((Path(key) / f"interactions{s}").is_file() for s in SUFFIXES):
-        return GenericSource.from_folder(Path(key))
     raise ConfigError(
         f"dataset={key!r} is unknown: use one of {', '.join(sorted(DATASETS))}, a path to a .csv/.parquet interactions file, "
         "or a folder holding interactions.csv|parquet."
@@ -62,6 +74,14 @@ def load_dataset(name: str | Path | Source, data_dir: str | Path | None = None, 
     """Read, filter and index a dataset (from the cache when its files and options are unchanged)."""
     options = options if options is not None else DataOptions()
     source = resolve_source(name, data_dir)
+    if isinstance(source, GenericSource):
+        source = dataclasses.replace(source, options=options)
+    elif options.changed_source_fields():
+        field_name = options.changed_source_fields()[0]
+        raise ConfigError(
+            f"data.{field_name}={getattr(options, field_name)!r} describes your own CSV/Parquet files, but dataset "
+            f"{source.name!r} is read by its own reader: remove data.{field_name}."
+        )
     files = source.input_files()  # may download; DataError if a file is missing
     if options.cache:
         key = cache_key(source.name, files, options)
@@ -82,7 +102,9 @@ def dataset_status(data_dir: str | Path | None = None) -> list[dict]:
     """
     root = data_dir_or_default(data_dir)
     rows = [{**factory(root).status().as_dict(), "name": name} for name, factory in DATASETS.items()]
-    rows.append(redial_status(root).as_dict())
+    redial = redial_status(root).as_dict()
+    redial["notes"].insert(0, "dialogues, not interactions: not for 'ffmrec run'")
+    rows.append(redial)
     return rows
 
 

@@ -109,6 +109,9 @@ def missing_file_error(
 
 def require_file(path: Path, dataset: str, folder: str | None = None) -> Path:
     """``path`` if it exists, else the missing-file DataError (for files with no download source)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file. Give the data file itself (e.g. {path}/interactions.csv), "
+                        "or the folder's name if it holds interactions.csv.")
     if not path.is_file():
         raise missing_file_error(path, dataset, folder=folder)
     return path

@@ -1,6 +1,7 @@
 """Your own interaction data, as CSV or Parquet files.
 
-**Interactions** (required): a ``.csv`` (UTF-8, comma-separated, header row) or ``.parquet`` file with the columns
+**Interactions** (required): a ``.csv``/``.tsv`` (UTF-8, header row; the separator ``,``, tab, ``;`` or ``|`` is
+detected from the header line, or set with ``data.separator``) or ``.parquet`` file with the columns
 
 - ``user``: user id (any string or integer),
 - ``item``: item id (any string or integer),
@@ -10,6 +11,11 @@
 
 Other columns are ignored. One row is one interaction; a user's rows need not be sorted or contiguous: each user's
 items are ordered by timestamp, and rows with equal timestamps keep file order.
+
+Columns named otherwise are mapped with the data options (``--set data.user_column=user_id data.item_column=asin
+data.timestamp_column=unixReviewTime``; ``data.rating_column`` likewise). A file whose rows already give each user's
+chronological order sets ``data.ordered=true``: no timestamp column is needed (one that is there, e.g. a position, only
+orders the rows) and the dataset records no timestamps.
 
 **Item text** (optional): columns ``item`` and ``text`` (one row per item), e.g. ``"Title | Category"``.
 
@@ -29,6 +35,7 @@ Three ways to load it:
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from dataclasses import dataclass
@@ -38,13 +45,13 @@ import numpy as np
 import pandas as pd
 
 from ffmrec.data.download import require_file
-from ffmrec.data.preprocess import RawInteractions
+from ffmrec.data.preprocess import SEPARATORS, DataOptions, RawInteractions
 from ffmrec.data.source import Source, SourceStatus
 from ffmrec.data.textfile import file_error, line_error, read_text
 from ffmrec.errors import DataError
 
-SUFFIXES = (".csv", ".parquet")
-DESCRIPTION = "Your own data: interactions.csv|parquet (user, item, timestamp[, rating]) + optional item_text.*, user_attributes.*"
+SUFFIXES = (".csv", ".tsv", ".parquet")
+DESCRIPTION = "Your own data: interactions.csv|tsv|parquet (user, item, timestamp[, rating]) + optional item_text.*, user_attributes.*"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class GenericSource(Source):
     item_text: Path | None = None
     user_attributes: Path | None = None
     name: str = "generic"
+    options: DataOptions | None = None  # column names, separator, pre-ordered rows (the ``data.*`` options)
 
     description = DESCRIPTION
 
@@ -76,14 +84,22 @@ class GenericSource(Source):
         return [require_file(p, self.name) for p in (self.interactions, self.item_text, self.user_attributes) if p is not None]
 
     def read(self) -> RawInteractions:
-        frame = read_table(self.interactions, required=("user", "item", "timestamp"))
-        has_rating = "rating" in frame.columns
+        opts = self.options or DataOptions()
+        user, item, time, rating = opts.user_column, opts.item_column, opts.timestamp_column, opts.rating_column
+        required = (user, item) if opts.ordered else (user, item, time)
+        frame = read_table(self.interactions, required=required, separator=opts.separator)
+        has_rating = rating in frame.columns
+        if time in frame.columns:
+            timestamps = _timestamps(frame[time], self.interactions, time)
+        else:  # data.ordered without a timestamp column: file order is the order
+            timestamps = np.arange(len(frame), dtype=np.int64)
         return RawInteractions(
             name=self.name,
-            users=_ids(frame, "user", self.interactions),
-            items=_ids(frame, "item", self.interactions),
-            timestamps=_timestamps(frame["timestamp"], self.interactions),
-            ratings=_numbers(frame["rating"], self.interactions, "rating").astype(np.float32) if has_rating else None,
+            users=_ids(frame, user, self.interactions),
+            items=_ids(frame, item, self.interactions),
+            timestamps=timestamps,
+            ratings=_numbers(frame[rating], self.interactions, rating).astype(np.float32) if has_rating else None,
+            ordered=opts.ordered,
             item_text=read_item_text(self.item_text) if self.item_text is not None else None,
             user_attributes=read_user_attributes(self.user_attributes) if self.user_attributes is not None else None,
         )
@@ -112,37 +128,62 @@ def read_user_attributes(path: Path) -> pd.DataFrame:
     return attributes
 
 
-def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV or Parquet table (by extension) that has the ``required`` columns; id columns are read as strings."""
+def read_table(path: Path, required: tuple[str, ...], separator: str | None = None) -> pd.DataFrame:
+    """A CSV/TSV or Parquet table (by extension) that has the ``required`` columns; id columns are read as strings.
+
+    ``separator``: the CSV field separator; None detects it from the header line (``,``, tab, ``;`` or ``|``)."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = _read_csv(path, required)
+    if suffix in (".csv", ".tsv"):
+        frame = _read_csv(path, required, separator)
     elif suffix == ".parquet":
         frame = _read_parquet(path)
     else:
-        raise file_error(path, f"unknown file type {path.suffix!r}", "Use a .csv or .parquet file")
+        raise file_error(path, f"unknown file type {path.suffix!r}", "Use a .csv, .tsv or .parquet file")
     frame.columns = [str(c).strip() for c in frame.columns]
+    _check_distinct_columns(list(frame.columns), path)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         found = ", ".join(repr(c) for c in frame.columns)
         hint = ""
         if len(frame.columns) == 1:
-            separator = next((s for s in (";", "\t", "|") if s in frame.columns[0]), None)
-            hint = f"; the file seems to use {separator!r} as separator, write it comma-separated" if separator else ""
+            other = next((s for s in SEPARATORS if s in frame.columns[0]), None)
+            hint = f"; the file seems to use {other!r} as separator, set data.separator to it" if other else ""
         raise file_error(
             path, f"missing column {missing[0]!r} (found columns: {found}){hint}",
-            f"The file needs the columns {', '.join(required)}; rename or add them",
+            f"The file needs the columns {', '.join(required)}: rename or add them, or name yours with the data options "
+            "(e.g. --set data.user_column=user_id data.item_column=item_id data.timestamp_column=time)",
         )
     if len(frame) == 0:
         raise file_error(path, "the table has no rows", "Add the data rows below the header")
     return frame
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def detect_separator(header: str) -> str:
+    """The field separator of a header line: the most frequent of ``,``, tab, ``;`` and ``|`` (``,`` if none)."""
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _check_distinct_columns(names: list[str], path: Path) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise file_error(path, f"column {name!r} appears twice in the header",
+                             "Give every column a distinct name (ffmrec would not know which one to read)")
+        seen.add(name)
+
+
+def _read_csv(path: Path, required: tuple[str, ...], separator: str | None = None) -> pd.DataFrame:
     text = read_text(path)
+    header = text.split("\n", 1)[0]
+    sep = separator or detect_separator(header)
+    # pandas renames a repeated column ('item', 'item.1'): check the header as written
+    _check_distinct_columns([c.strip() for c in next(csv.reader([header], delimiter=sep), [])], path)
     try:
         return pd.read_csv(
-            io.StringIO(text), dtype={c: str for c in ("user", "item", "text")}, keep_default_na=False, na_values=[""],
+            io.StringIO(text), sep=sep, dtype={c: str for c in ("user", "item", "text", *required[:2])},
+            keep_default_na=False, na_values=[""],
         )
     except pd.errors.ParserError as exc:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
@@ -152,7 +193,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
                 path, int(line), f"{saw} fields, expected {expected} (as in the header)",
                 "Quote fields that contain commas, or fix the line",
             ) from None
-        raise file_error(path, f"not a valid CSV file ({' '.join(str(exc).split())})", "Write it as comma-separated UTF-8 with a header row") from None
+        raise file_error(path, f"not a valid CSV file ({' '.join(str(exc).split())})", "Write it as UTF-8 with a header row, fields separated by one of , tab ; |") from None
     except pd.errors.EmptyDataError:
         raise file_error(path, "the file is empty", f"Write a header row ({', '.join(required)}) and data rows") from None
 
@@ -168,9 +209,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 def _row_error(path: Path, row: int, problem: str, fix: str) -> DataError:
     """An error at 0-based data row ``row``: a line number for CSV (header is line 1), a row number for Parquet."""
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".tsv"):
         return line_error(path, row + 2, problem, fix)
     return DataError(f"{path}, row {row + 1}: {problem}. {fix}")
+
+
+def _where(path: Path, row: int) -> str:
+    """``line N`` (CSV, header is line 1) or ``row N`` (Parquet) of 0-based data row ``row``."""
+    return f"line {row + 2}" if path.suffix.lower() in (".csv", ".tsv") else f"row {row + 1}"
 
 
 def _ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -190,29 +236,44 @@ def _numbers(values: pd.Series, path: Path, column: str) -> np.ndarray:
     return numbers.to_numpy(dtype=np.float64)
 
 
-def _timestamps(values: pd.Series, path: Path) -> np.ndarray:
+def _timestamps(values: pd.Series, path: Path, column: str = "timestamp") -> np.ndarray:
     """Integer timestamps as they are; dates (ISO 8601 strings or datetime columns) as Unix seconds (UTC)."""
+    same_way = "Write every timestamp the same way: an integer (e.g. Unix seconds) or a date like 2021-03-04T10:15:00Z"
     if pd.api.types.is_datetime64_any_dtype(values):
         dates = pd.to_datetime(values, utc=True)
     else:
+        empty = values.isna().to_numpy()
+        if empty.any():
+            raise _row_error(path, int(np.flatnonzero(empty)[0]), f"{column} is empty", f"Give every row a {column}")
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.notna().all():
+            too_big = (numbers.astype(np.float64).abs() >= 2.0**63).to_numpy()
+            if too_big.any():
+                row = int(np.flatnonzero(too_big)[0])
+                raise _row_error(path, row, f"{column} {_show(values.iloc[row])} does not fit in 64 bits",
+                                 "Write timestamps as Unix seconds (or milliseconds), or as ISO 8601 dates")
             fractional = (numbers != np.floor(numbers)).to_numpy()
             if fractional.any():
                 row = int(np.flatnonzero(fractional)[0])
-                raise _row_error(path, row, f"timestamp {_show(values.iloc[row])} is not an integer", "Write timestamps as integers (e.g. Unix seconds) or ISO 8601 dates")
+                raise _row_error(path, row, f"{column} {_show(values.iloc[row])} is not an integer", "Write timestamps as integers (e.g. Unix seconds) or ISO 8601 dates")
             return numbers.to_numpy().astype(np.int64)
-        dates = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601") if numbers.isna().all() else None
-        bad = (dates.isna() if dates is not None else numbers.isna()).to_numpy()
+        if numbers.notna().any():  # some integers, some not
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            if pd.isna(pd.to_datetime(pd.Series([values.iloc[row]]), utc=True, errors="coerce", format="ISO8601").iloc[0]):
+                raise _row_error(path, row, f"{column} {_show(values.iloc[row])} is neither an integer nor an ISO 8601 date", same_way)
+            number_row = int(np.flatnonzero(numbers.notna().to_numpy())[0])
+            raise _row_error(
+                path, row, f"{column} {_show(values.iloc[row])} is an ISO 8601 date, but {_where(path, number_row)} has "
+                f"the integer {column} {_show(values.iloc[number_row])}", same_way,
+            )
+        dates = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        bad = dates.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise _row_error(
-                path, row, f"timestamp {_show(values.iloc[row])} is neither an integer nor an ISO 8601 date",
-                "Write every timestamp the same way: an integer (e.g. Unix seconds) or a date like 2021-03-04T10:15:00Z",
-            )
+            raise _row_error(path, row, f"{column} {_show(values.iloc[row])} is neither an integer nor an ISO 8601 date", same_way)
     missing = dates.isna().to_numpy()
     if missing.any():
-        raise _row_error(path, int(np.flatnonzero(missing)[0]), "timestamp is empty", "Give every row a timestamp")
+        raise _row_error(path, int(np.flatnonzero(missing)[0]), f"{column} is empty", f"Give every row a {column}")
     return ((dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy().astype(np.int64)
 
 

@@ -40,8 +40,23 @@ class DataOptions:
         default=3, metadata={"help": "Drop users with fewer interactions than this after filtering (leave-one-out needs 3)."}
     )
     cache: bool = field(default=True, metadata={"help": "Cache the processed dataset in $FFMREC_CACHE_DIR (default ~/.cache/ffmrec)."})
+    user_column: str = field(default="user", metadata={"help": "Your own files: the column holding user ids (e.g. user_id)."})
+    item_column: str = field(default="item", metadata={"help": "Your own files: the column holding item ids (e.g. item_id, asin)."})
+    timestamp_column: str = field(default="timestamp", metadata={"help": "Your own files: the column holding timestamps (integers or ISO 8601 dates)."})
+    rating_column: str = field(default="rating", metadata={"help": "Your own files: the optional column holding ratings (for data.min_rating)."})
+    separator: str | None = field(default=None, metadata={"help": "Your own CSV files: the field separator (',', 'tab', ';' or '|'); null detects it from the header line."})
+    ordered: bool = field(default=False, metadata={"help": "Your own files: the rows already give each user's chronological order; no timestamp column is needed (one that is there only orders the rows, e.g. a position) and the dataset records no timestamps."})
 
     def __post_init__(self) -> None:
+        if self.separator in ("tab", "\\t"):
+            object.__setattr__(self, "separator", "\t")
+        if self.separator is not None and self.separator not in SEPARATORS:
+            raise ConfigError(f"data.separator={self.separator!r} is not a separator ffmrec reads: use ',', 'tab', ';' or '|', or null to detect it.")
+        for name in SOURCE_FIELDS[:4]:
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ConfigError(f"data.{name}={getattr(self, name)!r} must be a column name, e.g. data.{name}={name.split('_')[0]}.")
+        if not isinstance(self.ordered, bool):
+            raise ConfigError(f"data.ordered={self.ordered!r} must be true or false.")
         if self.min_rating is not None and (isinstance(self.min_rating, bool) or not isinstance(self.min_rating, (int, float))
                                             or not math.isfinite(self.min_rating)):
             raise ConfigError(f"data.min_rating={self.min_rating!r} is not a finite number: set a number such as 4, or leave it unset.")
@@ -53,8 +68,19 @@ class DataOptions:
             raise ConfigError(f"data.cache={self.cache!r} must be true or false.")
 
     def processing_key(self) -> dict:
-        """The fields that change the processed data (everything but ``cache``), for cache keys."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cache"}
+        """The fields that change the processed data (everything but ``cache``; the file-format fields only when set),
+        for cache keys."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "cache" and not (f.name in SOURCE_FIELDS and getattr(self, f.name) == f.default)}
+
+    def changed_source_fields(self) -> list[str]:
+        """The file-format options (``data.user_column``, ..., ``data.ordered``) set away from their defaults."""
+        return [f.name for f in fields(self) if f.name in SOURCE_FIELDS and getattr(self, f.name) != f.default]
+
+
+#: DataOptions fields that say how your own files are laid out (see :mod:`ffmrec.data.generic`).
+SOURCE_FIELDS = ("user_column", "item_column", "timestamp_column", "rating_column", "separator", "ordered")
+SEPARATORS = (",", "\t", ";", "|")
 
 
 @dataclass(frozen=True, eq=False)

@@ -85,12 +85,32 @@ class EvalConfig:
     ks: tuple[int, ...] = field(default=(10, 20), metadata={"help": "Cut-offs K for HR@K and NDCG@K."})
     mask_history: bool = field(default=True, metadata={"help": "Exclude the user's own history items from the ranking (RecBole's convention); the target itself always stays a candidate."})
     batch_size: int = field(default=1024, metadata={"help": "Users scored at once."})
+    protocol: str = field(default="loo", metadata={"help": "'loo' (leave-one-out) or 'cold-items' (a seeded cold_fraction of the items is held out of every training sequence; the test scores the users whose last item is cold; see ffmrec.eval.cold)."})
+    cold_fraction: float = field(default=0.1, metadata={"help": "Share of the catalogue held out as cold items (protocol=cold-items)."})
 
     def __post_init__(self) -> None:
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"eval.ks={list(self.ks)} must be a non-empty list of cut-offs >= 1, e.g. [10, 20].")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1.")
+        if self.protocol not in ("loo", "cold-items"):
+            raise ConfigError(f"eval.protocol={self.protocol!r} is unknown: use 'loo' or 'cold-items'.")
+        if not 0 < self.cold_fraction < 1:
+            raise ConfigError(f"eval.cold_fraction={self.cold_fraction} must lie in (0, 1), e.g. 0.1.")
+
+
+def split_ranks(model, split, stage: str, cfg: EvalConfig, max_len: int,
+                users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(users, ranks)``: the users scored at ``stage`` ('valid' or 'test') and each one's target rank (``model``
+    scored in eval mode)."""
+    histories, targets, users = split.stage(stage, users)
+    was_training = model.training
+    model.eval()
+    try:
+        return users, rank_targets(model.full_sort_predict, histories, targets, users, max_len=max_len,
+                                   batch_size=cfg.batch_size, mask_history=cfg.mask_history)
+    finally:
+        model.train(was_training)
 
 
 def evaluate_split(model, split, stage: str, cfg: EvalConfig, max_len: int, users: np.ndarray | None = None) -> dict[str, float]:

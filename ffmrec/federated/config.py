@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from ffmrec.errors import ConfigError
+from ffmrec.federated.adversary.config import AdversaryConfig, NoiseConfig
 from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.strategies import STRATEGIES
 
@@ -20,7 +22,7 @@ class FederatedConfig:
     rounds: int = field(default=100, metadata={"help": "Federated rounds."})
     clients_per_round: int | None = field(default=256, metadata={"help": "Exact number of clients sampled per round (seeded); null to use 'fraction'."})
     fraction: float | None = field(default=None, metadata={"help": "Share of clients per round, rounded half up (used only when clients_per_round is null)."})
-    strategy: str = field(default="fedadam", metadata={"help": "fedavg, fedprox, fedadam, median, trimmed_mean, krum or rowwise_fedavg."})
+    strategy: str = field(default="fedadam", metadata={"help": "fedavg, fedprox, fedadam, median, trimmed_mean, krum, rowwise_fedavg or lora_product (LoRA adapters averaged as products B·A)."})
     server_lr: float = field(default=0.001, metadata={"help": "Server learning rate (1.0 is plain FedAvg; FedAdam's step size)."})
     proximal_mu: float = field(default=0.01, metadata={"help": "FedProx's mu (strategy=fedprox)."})
     trim_ratio: float = field(default=0.1, metadata={"help": "Share trimmed at each end (strategy=trimmed_mean)."})
@@ -37,9 +39,15 @@ class FederatedConfig:
     message_mode: str = field(default="cohort", metadata={"help": "Flower engines: 'cohort' (one message per SuperNode per round carrying its sampled users; the node trains them vectorised) or 'per-user' (one message per user: one device per SuperNode, the real cross-device case)."})
     max_client_weight: int | None = field(default=None, metadata={"help": "Largest weight (examples) a client may claim; a record above it is rejected (null = the task's own bound, e.g. model.max_len for sequences)."})
     client_clip_norm: float | None = field(default=None, metadata={"help": "Client-side transform: each client clips its whole update to this L2 norm before sending (null = off)."})
+    client_noise_multiplier: float | None = field(default=None, metadata={"help": "Local DP: each client adds Gaussian noise of std client_noise_multiplier * client_clip_norm to every coordinate of its clipped update before sending (null = off; needs client_clip_norm)."})
+    pseudo_item_ratio: float | None = field(default=None, metadata={"help": "Hide which embedding rows a client touched: fill this many times as many untouched rows with look-alike random rows (pseudo-items); 0 = every untouched row (dense update); null = off."})
+    central_noise_multiplier: float | None = field(default=None, metadata={"help": "Central DP (DP-FedAvg): the server clips each update to central_clip_norm, adds Gaussian noise of std central_noise_multiplier * central_clip_norm to the sum and averages (null = off)."})
+    central_clip_norm: float = field(default=1.0, metadata={"help": "Central DP: L2 bound of each client's whole update."})
     record_rounds: list[int] = field(default_factory=list, metadata={"help": "Rounds whose per-client records are saved to RUN/egress/ for offline attacks (e.g. [1, 100])."})
     audit: bool = field(default=False, metadata={"help": "Egress audit: fail the run if a client sends anything but the declared shared tensors (no raw data, personal rows or prepared views)."})
     client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig, metadata={"help": "Robustness: malicious clients promoting a target item (fraction=0: none)."})
+    noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"help": "Robustness: a share of each client's training history replaced by random items (p=0: none)."})
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -57,8 +65,24 @@ class FederatedConfig:
                 "set exactly one of federated.clients_per_round and federated.fraction "
                 "(e.g. --set federated.clients_per_round=256 or --set federated.clients_per_round=null federated.fraction=0.1)."
             )
+        if self.clients_per_round is not None and self.clients_per_round < 1:
+            raise ConfigError(f"federated.clients_per_round={self.clients_per_round} must be >= 1 (e.g. 64), or null "
+                              "with federated.fraction set (e.g. federated.fraction=0.1).")
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise ConfigError(f"federated.fraction={self.fraction} must lie in (0, 1], e.g. federated.fraction=0.1.")
         if self.clients_per_round is not None and self.clients_per_round < self.min_clients:
             raise ConfigError(
                 f"federated.clients_per_round={self.clients_per_round} is below federated.min_clients={self.min_clients}: "
-                "no round could ever succeed; lower min_clients."
+                "no round could ever succeed; lower min_clients or raise clients_per_round."
             )
+        if self.client_noise_multiplier is not None and (self.client_noise_multiplier <= 0 or self.client_clip_norm is None):
+            raise ConfigError(f"federated.client_noise_multiplier={self.client_noise_multiplier} needs a value > 0 and "
+                              "federated.client_clip_norm set (the noise is scaled to the clipping bound).")
+        if self.pseudo_item_ratio is not None and self.pseudo_item_ratio < 0:
+            raise ConfigError(f"federated.pseudo_item_ratio={self.pseudo_item_ratio} must be >= 0 (0 = dense) or null.")
+        if self.central_noise_multiplier is not None and (self.central_noise_multiplier < 0 or self.central_clip_norm <= 0):
+            raise ConfigError(f"federated.central_noise_multiplier={self.central_noise_multiplier} must be >= 0 and "
+                              f"federated.central_clip_norm={self.central_clip_norm} > 0.")
+        if self.adversary.fraction > 0 and self.adversary.boost != 1 and self.client.optimizer == "adam":
+            warnings.warn("federated.adversary.boost has no effect with federated.client.optimizer=adam (Adam's steps do "
+                          "not scale with the loss): the attackers send unboosted updates.", stacklevel=2)

@@ -29,7 +29,7 @@ from ffmrec.federated.records import RecordError, check_partial, check_record
 from ffmrec.federated.sampling import resolve_clients_per_round, sample_clients
 from ffmrec.federated.strategies import Strategy
 from ffmrec.tasks.base import ClientTask, Params
-from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
+from ffmrec.utils.io import History, load_checkpoint, save_checkpoint, save_columns
 
 
 @dataclass
@@ -110,7 +110,7 @@ def run_server(
         engine.load_state_dict(ckpt["engine"])
         for obs, obs_state in zip(observers, ckpt.get("observers", [])):
             obs.load_state_dict(obs_state)
-        history.truncate(state["round"])
+    history.truncate(state["round"])  # lines past the checkpoint (or all, without one) are redone
     watch = None
     bar = tqdm(total=cfg.rounds, initial=state["round"], desc="rounds", disable=not progress, dynamic_ncols=True)
     while state["round"] < cfg.rounds:
@@ -152,7 +152,7 @@ def run_server(
             "observers": [o.state_dict() for o in observers],
         })
         bar.update(1)
-        bar.set_postfix(loss=f"{line.get('loss', float('nan')):.3f}", best=f"{state['best']:.4f}")
+        bar.set_postfix(round_postfix(line, state))
     bar.close()
     if state["ok_rounds"] == 0:
         raise FFMRecError(f"no round of the run in {out_dir} succeeded: see {history.path} for the clients' errors.")
@@ -160,12 +160,19 @@ def run_server(
         best_params = params
         engine.mark_best(state["round"])
         state["best_round"] = state["round"]
-    test = task.summarize(engine.evaluate("test", best_params, np.arange(num_clients), best=True,
-                                          server_round=state["round"]))
+    columns = engine.evaluate("test", best_params, np.arange(num_clients), best=True, server_round=state["round"])
+    save_columns(out_dir / "test_ranks.npz", {"user": np.arange(num_clients), **columns})  # for paired tests
+    test = task.summarize(columns)
     return FederatedResult(
         rounds_run=state["round"], best_round=state["best_round"], best_valid=state["best_valid"], test=test,
         seconds_per_round=state["seconds"] / max(state["round"], 1), failures=state["failures"],
     )
+
+
+def round_postfix(line: dict, state: dict) -> dict[str, str]:
+    """The progress bar's postfix after a round: its loss, and the best validation score once there is one."""
+    best = f"{state['best']:.4f} (round {state['best_round']})" if state["best_round"] else "not validated yet"
+    return {"loss": f"{line.get('loss', float('nan')):.3f}", "best": best}
 
 
 def _watched(metrics: dict[str, float]) -> str:

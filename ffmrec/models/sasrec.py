@@ -27,6 +27,8 @@ from torch import nn
 from ffmrec.errors import ConfigError
 from ffmrec.models.base import Recommender
 
+ITEM_REPRS = ("id", "text", "hybrid")
+
 
 @dataclass
 class SASRecConfig:
@@ -42,6 +44,7 @@ class SASRecConfig:
     num_negatives: int = field(default=256, metadata={"help": "Negatives per position for loss='sampled_ce'."})
     user_embedding: bool = field(default=False, metadata={"help": "Add a personal user vector to the sequence representation (a personal parameter: it never leaves the user's device)."})
     mask_token: bool = field(default=False, metadata={"help": "Add a learned mask item (id num_items + 1) that inputs may contain but that is never scored (CL4SRec's mask augmentation)."})
+    item_repr: str = field(default="id", metadata={"help": "How an item is represented: 'id' (a learned embedding per item), 'text' (the item's frozen text embedding through a trainable linear projection: items without training interactions can still be recommended) or 'hybrid' (both, summed). text/hybrid need a dataset with item text."})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -49,6 +52,8 @@ class SASRecConfig:
                 f"model.num_heads={self.num_heads} does not divide model.hidden_size={self.hidden_size}: "
                 "choose num_heads among the divisors of hidden_size."
             )
+        if self.item_repr not in ITEM_REPRS:
+            raise ConfigError(f"model.item_repr={self.item_repr!r} is unknown: use one of {', '.join(ITEM_REPRS)}.")
         if self.loss not in ("ce", "bce", "sampled_ce"):
             raise ConfigError(f"model.loss={self.loss!r} is unknown: use 'ce', 'bce' or 'sampled_ce'.")
         if not 0.0 <= self.dropout < 1.0:
@@ -101,26 +106,64 @@ class Block(nn.Module):
 
 
 class SASRec(Recommender):
-    """SASRec over ``num_items`` items (ids 1..num_items; 0 is padding)."""
+    """SASRec over ``num_items`` items (ids 1..num_items; 0 is padding).
 
-    def __init__(self, cfg: SASRecConfig, num_items: int, num_users: int = 0):
+    ``item_text`` ``(num_items + 1, D)`` holds the items' frozen text embeddings (row 0 padding; see
+    :mod:`ffmrec.fm.text`), needed by ``item_repr`` 'text' and 'hybrid': the item table is then
+    ``text_proj(item_text)`` (plus ``item_emb`` for hybrid), a non-persistent buffer through a trainable projection,
+    so a client sends the projection, never the (public, frozen) text table. A mask token's text row is zero.
+    """
+
+    def __init__(self, cfg: SASRecConfig, num_items: int, num_users: int = 0, item_text: torch.Tensor | None = None,
+                 unseen_items: torch.Tensor | None = None):
         super().__init__()
         if cfg.user_embedding and num_users < 1:
             raise ConfigError("model.user_embedding=true needs the number of users (num_users >= 1).")
+        if cfg.item_repr != "id" and (item_text is None or item_text.shape[0] != num_items + 1):
+            raise ConfigError(f"model.item_repr={cfg.item_repr!r} needs the items' text embeddings "
+                              f"({num_items + 1} rows): use a dataset with item text, or model.item_repr=id.")
         self.cfg = cfg
         self.num_items = num_items
         self.max_len = cfg.max_len
-        self.embedding_parameters = ("item_emb.weight",)
+        self.embedding_parameters = ("item_emb.weight",) if cfg.item_repr != "text" else ()
         self.loss_is_position_mean = True  # ce, bce and sampled_ce: a mean over positions of per-position terms
         self.mask_token_id = num_items + 1 if cfg.mask_token else None
-        self.item_emb = nn.Embedding(num_items + 1 + int(cfg.mask_token), cfg.hidden_size, padding_idx=0)  # 0: padding
+        if cfg.item_repr != "text":
+            self.item_emb = nn.Embedding(num_items + 1 + int(cfg.mask_token), cfg.hidden_size, padding_idx=0)  # 0: pad
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden_size)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.ln_out = nn.LayerNorm(cfg.hidden_size)
         if cfg.user_embedding:
             self.user_emb = nn.Embedding(num_users, cfg.hidden_size)
             self.personal_parameters = ("user_emb.weight",)
+        if cfg.item_repr != "id":
+            text = torch.zeros(num_items + 1 + int(cfg.mask_token), item_text.shape[1])  # (rows, D)
+            text[:num_items + 1] = item_text.float()
+            self.register_buffer("item_text", text, persistent=False)  # frozen and public: never sent
+            self.text_proj = nn.Linear(item_text.shape[1], cfg.hidden_size)
+        if unseen_items is not None and len(unseen_items):  # items not in the catalogue at training time (cold items)
+            unseen = torch.zeros(num_items, dtype=torch.bool)
+            unseen[torch.as_tensor(unseen_items, dtype=torch.long) - 1] = True
+            self.register_buffer("unseen", unseen, persistent=False)  # (N,): never a training candidate
+        else:
+            self.unseen = None
         self.apply(self._init_weights)
+
+    def item_table(self) -> torch.Tensor | None:
+        """The item vectors ``(rows, d)`` for item_repr text/hybrid (projected once per call); None for 'id', whose
+        rows are read from ``item_emb`` directly."""
+        if self.cfg.item_repr == "id":
+            return None
+        table = self.text_proj(self.item_text)  # (rows, d)
+        if self.cfg.item_repr == "hybrid":
+            table = table + self.item_emb.weight
+        return table
+
+    def _embed(self, ids: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
+        return self.item_emb(ids) if table is None else F.embedding(ids, table)
+
+    def _weights(self, table: torch.Tensor | None) -> torch.Tensor:
+        return self.item_emb.weight if table is None else table
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -153,14 +196,17 @@ class SASRec(Recommender):
         return axes
 
     def encode(self, input_ids: torch.Tensor, users: torch.Tensor | None = None,
-               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Hidden states ``(B, T, d)`` of left-padded histories ``(B, T)``, ``T <= max_len``."""
+               noise: dict[str, torch.Tensor] | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, T, d)`` of left-padded histories ``(B, T)``, ``T <= max_len`` (``table``: the item
+        vectors of :meth:`item_table`, computed here when None)."""
+        if table is None:
+            table = self.item_table()
         noise = noise or {}
         B, T = input_ids.shape
         d = self.cfg.hidden_size
         positions = torch.arange(self.cfg.max_len - T, self.cfg.max_len, device=input_ids.device)  # right-aligned
         valid = input_ids != 0  # (B, T)
-        x = self.item_emb(input_ids) * math.sqrt(d) + self.pos_emb(positions)  # (B, T, d)
+        x = self._embed(input_ids, table) * math.sqrt(d) + self.pos_emb(positions)  # (B, T, d)
         x = dropout(x, self.cfg.dropout, self.training, noise.get("emb")) * valid.unsqueeze(-1)
         causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
         eye = torch.eye(T, dtype=torch.bool, device=input_ids.device)
@@ -175,36 +221,42 @@ class SASRec(Recommender):
 
     def calculate_loss(self, batch: dict[str, torch.Tensor], *, compact: bool = True) -> torch.Tensor:
         noise = batch.get("noise")
-        h = self.encode(batch["input_ids"], batch.get("users"), noise)  # (B, T, d)
+        table = self.item_table()
+        h = self.encode(batch["input_ids"], batch.get("users"), noise, table)  # (B, T, d)
         targets = batch["targets"]  # (B, T), 0 = no target
         if self.cfg.loss == "ce":
-            weight = self.item_emb.weight[1:self.num_items + 1]  # (N, d): padding and the mask are never candidates
+            weight = self._weights(table)[1:self.num_items + 1]  # (N, d): padding and the mask are never candidates
             if compact:
                 keep = targets > 0
                 logits = h[keep] @ weight.T  # (P, N)
+                if self.unseen is not None:
+                    logits = logits.masked_fill(self.unseen, float("-inf"))
                 return F.cross_entropy(logits, targets[keep] - 1)
             logits = h @ weight.T  # (B, T, N)
+            if self.unseen is not None:
+                logits = logits.masked_fill(self.unseen, float("-inf"))
             per_pos = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none")
             mask = (targets > 0).flatten().to(per_pos.dtype)
             return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
         u = noise.get("negatives") if noise else None
-        return self._sampled_loss(h, targets, u)
+        return self._sampled_loss(h, targets, u, table)
 
-    def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None,
+                      table: torch.Tensor | None = None) -> torch.Tensor:
         """BCE with one uniform negative per position (the paper), or softmax over the target and K negatives shared
         by one sequence's positions. ``u`` (uniform noise) picks the negatives; without it torch draws them."""
         mask = (targets > 0).to(h.dtype)  # (B, T)
-        pos_logit = (h * self.item_emb(targets)).sum(-1)  # (B, T)
+        pos_logit = (h * self._embed(targets, table)).sum(-1)  # (B, T)
         B, T = targets.shape
         shape = (B, T) if self.cfg.loss == "bce" else (B, self.cfg.num_negatives)
         if u is None:
             u = torch.rand(shape, device=targets.device)
         neg = 1 + (u * self.num_items).long().clamp(max=self.num_items - 1)  # uniform over 1..num_items
         if self.cfg.loss == "bce":
-            neg_logit = (h * self.item_emb(neg)).sum(-1)
+            neg_logit = (h * self._embed(neg, table)).sum(-1)
             per_pos = F.softplus(-pos_logit) + F.softplus(neg_logit)
         else:
-            neg_logit = h @ self.item_emb(neg).transpose(1, 2)  # (B, T, K)
+            neg_logit = h @ self._embed(neg, table).transpose(1, 2)  # (B, T, K)
             neg_logit = neg_logit.masked_fill(neg.unsqueeze(1) == targets.unsqueeze(-1), float("-inf"))
             logits = torch.cat([pos_logit.unsqueeze(-1), neg_logit], dim=-1)  # (B, T, 1 + K)
             per_pos = -logits.log_softmax(-1)[..., 0]
@@ -214,7 +266,8 @@ class SASRec(Recommender):
         return self.encode(batch["input_ids"], batch.get("users"), batch.get("noise"))[:, -1, :]  # (B, d)
 
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        h = self.encode(batch["input_ids"], batch.get("users"))[:, -1, :]  # (B, d): state after the latest item
-        scores = h @ self.item_emb.weight[:self.num_items + 1].T  # (B, N + 1): the mask token is never scored
+        table = self.item_table()
+        h = self.encode(batch["input_ids"], batch.get("users"), table=table)[:, -1, :]  # (B, d): after the latest item
+        scores = h @ self._weights(table)[:self.num_items + 1].T  # (B, N + 1): the mask token is never scored
         scores[:, 0] = float("-inf")
         return scores

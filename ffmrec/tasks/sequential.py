@@ -3,7 +3,9 @@
 A client holds its user's training history (the leave-one-out split's training part) and the user's personal rows of
 the model's personal parameters. Each round ``prepare`` turns the history into the next-item example and draws the
 model's declared noise (dropout masks, sampled negatives) from the client's own generator, so every engine computes
-exactly the same update. Evaluation ranks the user's held-out item over the full catalogue on the device.
+exactly the same update. Evaluation ranks the user's held-out item over the full catalogue on the device; with an
+``exposure_item`` set (by a robustness wrapper, :mod:`ffmrec.federated.adversary`) it also ranks that item among the
+user's unseen items, for its exposure ER@K.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch.func import functional_call
 
 from ffmrec.data.batching import collate, next_item_example, num_examples
+from ffmrec.eval.exposure import exposure_rate
 from ffmrec.eval.metrics import ranking_metrics
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.eval.ranking import rank_targets
@@ -24,6 +27,8 @@ from ffmrec.tasks.base import ClientTask, Params, client_generator
 
 class SequentialTask(ClientTask):
     """Next-item prediction over a leave-one-out split.
+
+    ``exposure_item`` (default None): an item whose exposure ER@``exposure_k`` the evaluation also reports.
 
     :param split: every user's sequence; a client only reads its own.
     :param build_model: ``build_model(num_users)`` builds the architecture (``num_users=1`` for one device: its
@@ -49,6 +54,8 @@ class SequentialTask(ClientTask):
         self.fusable = bool(self.model.loss_is_position_mean)
         self._eval_model: Recommender | None = None
         self._eval_rows = 0
+        self.exposure_item: int | None = None
+        self.exposure_k = 10
 
     @property
     def num_clients(self) -> int:
@@ -114,10 +121,32 @@ class SequentialTask(ClientTask):
         histories, targets, _ = self.split.stage(stage, clients)
         ranks = rank_targets(model.full_sort_predict, histories, targets, np.arange(len(clients)),
                              max_len=self.max_len, batch_size=1024, mask_history=self.mask_history)
-        return {"rank": ranks}
+        columns = {"rank": ranks}
+        if hasattr(self.split, "scored"):  # a protocol that scores only some users (cold items: cold targets)
+            columns["scored"] = self.split.scored(stage, clients).astype(np.int64)
+        if self.exposure_item is not None:
+            # the item's rank among the user's unseen items; 0 for users who interacted with it (not in ER@K)
+            item = self.exposure_item
+            exposure = rank_targets(model.full_sort_predict, histories, np.full(len(clients), item, dtype=np.int64),
+                                    np.arange(len(clients)), max_len=self.max_len, batch_size=1024, mask_history=True)
+            seen = np.array([item in self.split.sequences[int(c)] for c in clients], dtype=bool)
+            columns["exposure_rank"] = np.where(seen, 0, exposure)
+        return columns
 
     def summarize(self, columns: dict[str, np.ndarray]) -> dict[str, float]:
-        return ranking_metrics(np.asarray(columns["rank"]), self.ks)
+        ranks = np.asarray(columns["rank"])
+        if "scored" in columns:  # only the scored users count (cold-items protocol)
+            ranks = ranks[np.asarray(columns["scored"]) > 0]
+        metrics = ranking_metrics(ranks, self.ks)
+        if "exposure_rank" in columns:
+            exposure = np.asarray(columns["exposure_rank"])
+            metrics[f"ER@{self.exposure_k}"] = exposure_rate(exposure, self.exposure_k, eligible=exposure > 0)
+        return metrics
 
     def failed_columns(self, num: int) -> dict[str, np.ndarray]:
-        return {"rank": np.full(num, self.model.num_items, dtype=np.int64)}
+        columns = {"rank": np.full(num, self.model.num_items, dtype=np.int64)}
+        if hasattr(self.split, "scored"):  # a failed client counts as a scored miss
+            columns["scored"] = np.ones(num, dtype=np.int64)
+        if self.exposure_item is not None:  # a failed user is eligible, and not exposed
+            columns["exposure_rank"] = np.full(num, self.model.num_items, dtype=np.int64)
+        return columns

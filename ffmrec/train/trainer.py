@@ -2,7 +2,8 @@
 
 Every epoch draws its shuffle and dropout randomness from ``(seed, epoch)`` alone, and the checkpoint written after
 each epoch holds the model, the optimizer, and the early-stopping state; so a run killed at any point and started
-again with the same output folder ends exactly where an uninterrupted run ends.
+again with the same output folder ends exactly where an uninterrupted run ends. There is no checkpoint within an
+epoch: an interrupted run redoes the epoch it was in (the CLI says so when interrupted).
 
 By default an epoch is :func:`~ffmrec.data.batching.iterate_batches` and the loss is the model's ``calculate_loss``; a
 method with its own objective (CL4SRec's contrastive term) passes ``make_batches(epoch, rng)`` and ``objective(batch)``.
@@ -10,6 +11,7 @@ method with its own objective (CL4SRec's contrastive term) passes ``make_batches
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,10 +23,11 @@ from tqdm.auto import tqdm
 
 from ffmrec.data.batching import iterate_batches
 from ffmrec.errors import ConfigError
+from ffmrec.eval.metrics import ranking_metrics
 from ffmrec.eval.protocol import LeaveOneOut
-from ffmrec.eval.ranking import EvalConfig, evaluate_split
+from ffmrec.eval.ranking import EvalConfig, evaluate_split, split_ranks
 from ffmrec.models.base import Recommender
-from ffmrec.utils.io import History, load_checkpoint, save_checkpoint
+from ffmrec.utils.io import History, load_checkpoint, save_checkpoint, save_columns
 
 
 @dataclass
@@ -42,10 +45,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1.")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr={self.lr} must be > 0, e.g. 0.001.")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"train.lr={self.lr} must be a finite number > 0, e.g. 0.001.")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay={self.weight_decay} must be a finite number >= 0, e.g. 0.0.")
         if self.patience < 0:
             raise ConfigError(f"train.patience={self.patience} must be >= 0 (0 disables early stopping).")
+
+
+def _postfix(loss: float, state: dict) -> dict[str, str]:
+    """The progress bar's postfix: the running loss, and the best validation score once there is one."""
+    best = f"{state['best']:.4f} (epoch {state['best_epoch']})" if state["best_epoch"] else "not validated yet"
+    return {"loss": f"{loss:.3f}", "best": best}
 
 
 @dataclass
@@ -78,6 +89,7 @@ def train(
     histories = split.train_sequences()
     if objective is None:
         objective = model.calculate_loss
+    default_batches = make_batches is None
     if make_batches is None:
         def make_batches(epoch: int, rng: np.random.Generator) -> Iterable[dict]:
             return iterate_batches(histories, max_len, cfg.batch_size, rng)
@@ -89,9 +101,11 @@ def train(
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
-        history.truncate(state["epoch"])
+    history.truncate(state["epoch"])  # lines past the checkpoint (or all, without one) are redone
     watch = f"NDCG@{eval_cfg.ks[0]}" if 10 not in eval_cfg.ks else "NDCG@10"
-    bar = tqdm(total=cfg.epochs, initial=state["epoch"], desc="epochs", disable=not progress, dynamic_ncols=True)
+    # progress within the epoch (batches; an epoch's length is known after the first one), the epoch against the cap
+    bar = tqdm(total=None, desc="epoch", unit="batch", disable=not progress, dynamic_ncols=True)
+    expected = math.ceil(sum(len(h) >= 2 for h in histories) / cfg.batch_size) if default_batches else None
     stopped = cfg.patience > 0 and state["bad"] >= cfg.patience  # a resumed run that had already stopped
     while state["epoch"] < cfg.epochs and not stopped:
         epoch = state["epoch"] + 1
@@ -100,6 +114,8 @@ def train(
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
+        bar.reset(total=expected)
+        bar.set_description(f"epoch {epoch}/{cfg.epochs}" + (" (or early stop)" if cfg.patience else ""))
         for batch in make_batches(epoch, rng):
             loss = objective(batch)
             opt.zero_grad(set_to_none=True)
@@ -107,6 +123,10 @@ def train(
             opt.step()
             total += float(loss.detach())
             batches += 1
+            bar.update(1)
+            if batches % 10 == 1:
+                bar.set_postfix(_postfix(total / batches, state), refresh=False)
+        expected = batches
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         line = {"epoch": epoch, "loss": total / max(batches, 1), "seconds": round(seconds, 3)}
@@ -122,13 +142,14 @@ def train(
         state["epoch"] = epoch
         history.append(line)
         save_checkpoint(out_dir / "checkpoint.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state})
-        bar.update(1)
-        bar.set_postfix(loss=f"{line['loss']:.3f}", best=f"{state['best']:.4f}")
+        bar.set_postfix(_postfix(line["loss"], state))
     bar.close()
     best = load_checkpoint(out_dir / "best_model.pt")
     if best is not None:
         model.load_state_dict(best["model"])
-    test = evaluate_split(model, split, "test", eval_cfg, max_len)
+    users, ranks = split_ranks(model, split, "test", eval_cfg, max_len)
+    save_columns(out_dir / "test_ranks.npz", {"user": users, "rank": ranks})  # per user, for paired tests
+    test = ranking_metrics(ranks, eval_cfg.ks)
     return TrainResult(
         best_epoch=state["best_epoch"],
         best_valid=state["best_valid"],

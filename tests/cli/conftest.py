@@ -1,5 +1,4 @@
 import pytest
-
 from cli_helpers import write_interactions
 
 

@@ -7,10 +7,9 @@ import sys
 
 import pytest
 import yaml
+from cli_helpers import TINY_MODEL
 
 from ffmrec.cli import main
-
-from cli_helpers import TINY_MODEL
 
 
 def run_cli(args, capsys):
@@ -84,7 +83,7 @@ def test_impossible_federated_config_writes_nothing(tiny_csv, tmp_path, capsys):
 @pytest.mark.parametrize("content,message", [
     ("user,item\nu1,i1\n", "timestamp"),  # missing column
     ("", "empty"),
-    ("user;item;timestamp\nu1;i1;1\n", "timestamp"),  # wrong separator: one column only
+    ("user item timestamp\nu1 i1 1\n", "timestamp"),  # spaces are no separator: one column only
     ("user,item,timestamp\nu1,i1,1\nu1,i2\n", "interactions.csv"),  # truncated line
     ("user,item,timestamp\nu1,i1,yesterday\n", "timestamp"),
 ])

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from cli_helpers import TINY_MODEL, write_interactions
 
 

@@ -15,12 +15,12 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
+from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.base import RoundResult
 from ffmrec.federated.engines.fast import FastSimulator
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.apps import make_client_app, write_result
 from ffmrec.federated.engines.flower.deploy import read_result
-from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.flower.engine import (
     RESOLVER_KEY,
     RUN_DIR_KEY,

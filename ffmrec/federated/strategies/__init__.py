@@ -5,13 +5,14 @@ from __future__ import annotations
 from ffmrec.errors import ConfigError
 from ffmrec.federated.strategies.base import FedAvg, FedProx, Strategy
 from ffmrec.federated.strategies.fedadam import FedAdam
+from ffmrec.federated.strategies.lora_product import LoRAProductAverage
 from ffmrec.federated.strategies.robust import Krum, Median, NormBounded, TrimmedMean
 from ffmrec.federated.strategies.rowwise import RowwiseFedAvg
 
 __all__ = ["Strategy", "FedAvg", "FedProx", "FedAdam", "Median", "TrimmedMean", "Krum", "NormBounded",
-           "RowwiseFedAvg", "build_strategy", "STRATEGIES"]
+           "RowwiseFedAvg", "LoRAProductAverage", "build_strategy", "STRATEGIES"]
 
-STRATEGIES = ("fedavg", "fedprox", "fedadam", "median", "trimmed_mean", "krum", "rowwise_fedavg")
+STRATEGIES = ("fedavg", "fedprox", "fedadam", "median", "trimmed_mean", "krum", "rowwise_fedavg", "lora_product")
 
 
 def build_strategy(cfg, embedding_params: tuple[str, ...] = ()) -> Strategy:
@@ -31,8 +32,14 @@ def build_strategy(cfg, embedding_params: tuple[str, ...] = ()) -> Strategy:
         s = Krum(cfg.krum_malicious, cfg.krum_multi, cfg.server_lr)
     elif name == "rowwise_fedavg":
         s = RowwiseFedAvg(embedding_params, cfg.server_lr)
+    elif name == "lora_product":
+        s = LoRAProductAverage(cfg.server_lr)
     else:
         raise ConfigError(f"federated.strategy={name!r} is unknown: use one of {', '.join(STRATEGIES)}.")
     if cfg.max_update_norm:
         s = NormBounded(s, cfg.max_update_norm)
+    if getattr(cfg, "central_noise_multiplier", None) is not None:
+        from ffmrec.federated.strategies.central_dp import CentralDP
+
+        s = CentralDP(s, cfg.central_clip_norm, cfg.central_noise_multiplier)
     return s

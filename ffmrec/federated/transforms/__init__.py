@@ -41,7 +41,17 @@ class ClipNorm(ClientTransform):
 
 
 def build_transform(cfg) -> ClientTransform | None:
-    """The transform a :class:`~ffmrec.federated.config.FederatedConfig` asks for (None: send the update as is)."""
-    if cfg.client_clip_norm is None:
-        return None
-    return ClipNorm(cfg.client_clip_norm)
+    """The transform a :class:`~ffmrec.federated.config.FederatedConfig` asks for (None: send the update as is):
+    pseudo rows, then clipping, then Gaussian noise (local DP), each when configured."""
+    from ffmrec.federated.transforms.noise import Compose, GaussianNoise
+    from ffmrec.federated.transforms.pseudo_rows import PseudoRows
+
+    parts: list[ClientTransform] = []
+    ratio = getattr(cfg, "pseudo_item_ratio", None)
+    if ratio is not None:
+        parts.append(PseudoRows(ratio or None))
+    if cfg.client_clip_norm is not None:
+        parts.append(ClipNorm(cfg.client_clip_norm))
+    if getattr(cfg, "client_noise_multiplier", None):
+        parts.append(GaussianNoise(cfg.client_noise_multiplier * cfg.client_clip_norm))
+    return None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
