@@ -20,13 +20,14 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The whole path in a few minutes on 2 cores: federated training (FedSASRec, personal user vectors) on MovieLens-100K,
-# evaluation, report, then one user's recommendations with their reasons.
+# The whole path in a few minutes on 2 cores: federated training (FedSASRec, personal user vectors, items represented by
+# their ID and their title+genres embedded by the all-MiniLM-L6-v2 foundation model) on MovieLens-100K, evaluation,
+# report, then one user's recommendations with their reasons.
 DEMO_RUN := runs/demo-fedsasrec-ml-100k
 demo: $(BIN)/.installed
 	$(BIN)/ffmrec datasets --no-stats
 	$(BIN)/ffmrec run fedsasrec --dataset ml-100k --set federated.rounds=300 federated.eval_every=100 model.max_len=50 \
-		threads=1 --out $(DEMO_RUN)
+		model.item_repr=hybrid threads=1 --out $(DEMO_RUN)
 	$(BIN)/ffmrec recommend $(DEMO_RUN) --user 1 --k 5 --explain
 
 # The full-length job (30-45 minutes on 2 cores): centralized SASRec on Amazon Beauty, to convergence.

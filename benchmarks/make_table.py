@@ -150,6 +150,37 @@ def main() -> None:
                                       "the cl4srec recipe as shipped: SASRec's budget and early stopping (patience 10 on validation NDCG@10) plus CL4SRec's contrastive term (crop 0.6, mask 0.3, reorder 0.6, tau 1.0, dot similarity, lambda 0.1), in-batch negatives across users"],
                                   "python benchmarks/sequential_quality.py --dataset beauty --methods cl4srec "
                                   "--out runs/quality --set threads=1 --results core2_quality_cl4srec"),
+        "text_encoding": (["items", "items_per_second", "seconds", "threads", "batch_size", "load_avg_1min",
+                           "peak_rss_mb"],
+                          "Item text encoding with all-MiniLM-L6-v2 (LUMOS item semantics)", [
+                              "every beauty item's 'title | categories' (32 tokens on average) embedded once per dataset and cached; cold = encoded now, cached = read back from the cache",
+                              "target (LUMOS issue): >= 1,000 items/s on 2 cores; bfloat16 reaches about half of that on this machine's 2 idle cores (batch 64 gives ~565 items/s; dynamic int8 quantization was no faster than float32)"]),
+        "robustness_ml-100k": (["strategy", "attackers", "noise", "rounds", "clients_per_round", "HR@20", "NDCG@20",
+                                "ER@10", "ndcg_loss_vs_no_attack", "ndcg_loss_vs_same_strategy", "seconds_per_round"],
+                               "Robustness of FedSASRec: noisy histories and poisoning clients (ml-100k)", [
+                                   "attack: PIECK-style popular-item mimicry (Zhang et al., ICDE 2024): each attacker holds a fake history of popular items, labels every position with the target item (a seeded item below the median training count) and claims the largest legal weight; its records pass the driver's checks",
+                                   "ER@10: among honest users who never interacted with the target, the share whose top 10 over unseen items contains it; HR/NDCG over honest users",
+                                   "noise: floor(p n) of each user's n training items replaced by random unseen items (seeded per user; held-out items never touched)",
+                                   "ndcg_loss_vs_no_attack: relative to the clean fedavg row; krum = multi-Krum (f = 8, averaging 24 of 32) with a plain FedAvg server step; a budget of 100 rounds x 32 clients (the model was still improving), one seed",
+                                   "the command above added the last rows to the file with --reuse; every row: cd benchmarks && python robustness.py --dataset ml-100k --out DIR --strategies fedavg krum trimmed_mean norm_bounded_fedavg --noise-strategies fedavg krum (each row lists its overrides in the JSON)"],
+                               "cd benchmarks && python robustness.py --dataset ml-100k --out DIR --strategies fedavg krum "
+                               "trimmed_mean norm_bounded_fedavg --noise-strategies fedavg krum"),
+        "privacy_ml-100k": (["gender_auc", "gender_auc_worst_artifact", "age_acc", "age_majority_rate",
+                             "occupation_acc", "occupation_majority_rate", "NDCG@20", "ndcg_loss_vs_undefended",
+                             "epsilon", "seconds_per_round"],
+                            "Personality preservation: trait leakage against utility (ml-100k)", [
+                                "attacker: an honest-but-curious server trains logistic regression and an MLP (the stronger by 3-fold CV) on 30% of users' recorded uploads of the last 6 rounds and predicts the others' traits; gender_auc on the raw-interactions row is the ceiling (the user-item matrix itself)",
+                                "workload: fedsasrec, max_len 50, hidden 32, 128 clients per round, 50 rounds, FedAdam, seed 42; epsilon at delta = 1e-5 (dp-accounting RDP)",
+                                "must reach (not met): ceiling >= 0.75, and a defence with every artifact <= 0.55 at <= 5% NDCG@20 loss with a meaningful epsilon"],
+                            "python benchmarks/privacy.py --datasets ml-100k --defences undefended pseudo+ldp+cdp "
+                            "ldp-strong cdp ldp-weak --main-seeds 1"),
+        "fedtrek_redial": (["protocol", "precision", "recall", "F1", "MRR", "Hits@1", "Hits@3", "Hits@10"],
+                           "FedTREK-LM on the staged ReDial data (reduced run)", [
+                               "408 seekers (clients), 6,850 training points, 6,924 movies; test: 114 real positive recommendations of 30 seeded seekers, chronological; 12 rounds x 4 clients (the paper: 128 rounds), catalog policy = all-MiniLM-L6-v2 + LoRA, KTO 4:3, LoRA product aggregation; prompts <= 256 tokens",
+                               "the reference-protocol rows were built with an earlier prompt layout in which most reference prompts equalled the leak-free ones: the inflation is not measured by them yet",
+                               "paper (federated Qwen3-4B, reference protocol with its leaks): P 0.238, R 0.251, F1 0.244, MRR 0.284, Hits@1 0.280, Hits@10 0.290"],
+                           "python benchmarks/fedtrek.py --rounds 12 --eval-users 30 --local-rounds 1 --centralized-steps 12 "
+                           "--kge-epochs 5 --kge-rounds 8 --set federated.client.lr=0.003 federated.client.local_steps=1"),
     }
     for name, (columns, title, notes, *command) in specs.items():
         path = RESULTS / f"{name}.json"
