@@ -15,6 +15,11 @@ where ``a_j`` is the attention the last layer pays from the latest position to p
 the model read to form the user's state) and ``cos(e_j, e_c)`` the similarity of the two items' embeddings (what
 makes ``c`` score high given ``j``): an attention-times-similarity attribution in the spirit of SASRec's attention
 visualisations (Kang & McAuley 2018, Sec. IV-G). The items with the largest weights are the reasons.
+
+A ``fedtrek`` run gives a :class:`TrainedPolicy`: the catalog policy with the server's best adapters, prompted (with the
+task's own builders) from the seeker's PKG as it stands at the end of their training data; movies in that PKG are never
+recommended. Its explanation is a path from a movie the user liked to the recommendation through a shared director,
+actor or genre of the movie KG (:mod:`ffmrec.pkg.explain`), or says that there is none.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import yaml
 from ffmrec.errors import ConfigError, FFMRecError
 from ffmrec.utils.io import load_checkpoint
 
-__all__ = ["Reason", "Recommendation", "Recommendations", "TrainedModel", "check_run_dir", "load_trained"]
+__all__ = ["Reason", "Recommendation", "Recommendations", "TrainedModel", "TrainedPolicy", "check_run_dir", "load_trained"]
 
 SEEDS_FILE = "seeds.json"
 
@@ -104,11 +109,17 @@ class Recommendation:
     title: str
     score: float
     reasons: list[Reason] = field(default_factory=list)
+    #: a fedtrek explanation: the PKG/KG path in words (``because you liked A, which shares the director X with B``)
+    explanation: str | None = None
+    #: that path as data: {"liked", "liked_title", "relation", "value"}; None when there is none
+    link: dict | None = None
 
     @property
     def because(self) -> str:
         """The reasons in words: ``because you liked A (you rated it 5/5) and B``; items the user rated low (below
         LIKED on the 5-point scale) are named as items they had, not as items they liked."""
+        if self.explanation is not None:
+            return self.explanation
         if not self.reasons:
             return ""
         liked = [r for r in self.reasons if r.rating is None or r.rating >= LIKED]
@@ -127,6 +138,7 @@ class Recommendations:
     run_dir: str
     items: list[Recommendation]
     history_length: int
+    history_kind: str = "items in their history"  # what history_length counts
 
     def to_dict(self) -> dict:
         return {"user": self.user, "run_dir": self.run_dir, "history_length": self.history_length,
@@ -136,13 +148,25 @@ class Recommendations:
         return json.dumps(self.to_dict(), indent=2)
 
     def format(self) -> str:
-        lines = [f"Top {len(self.items)} for user {self.user} ({self.history_length} items in their history, "
+        lines = [f"Top {len(self.items)} for user {self.user} ({self.history_length} {self.history_kind}, "
                  f"left out), from {self.run_dir}:"]
         for r in self.items:
             lines.append(f"{r.rank:>3}. {r.title}  [item {r.item}, score {r.score:.3f}]")
-            if r.reasons:
+            if r.because:
                 lines.append(f"       {r.because}")
         return "\n".join(lines)
+
+
+def unknown_user(user, dataset: str, run_dir: Path, user_ids) -> ConfigError:
+    """The one-line error for a user the run's dataset does not have."""
+    examples = ", ".join(map(str, list(user_ids[:5])))
+    return ConfigError(f"user {user!r} is not in dataset {dataset!r} of {run_dir}: use one of its {len(user_ids)} "
+                       f"original user ids (e.g. {examples}).")
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ConfigError(f"k={k} must be >= 1, e.g. 10.")
 
 
 class TrainedModel:
@@ -160,9 +184,7 @@ class TrainedModel:
         """The dense index of the dataset's original user id ``user``."""
         index = self._user_index.get(str(user))
         if index is None:
-            examples = ", ".join(map(str, self.dataset.user_ids[:5]))
-            raise ConfigError(f"user {user!r} is not in dataset {self.dataset.name!r} of {self.run_dir}: use one of "
-                              f"its {self.dataset.num_users} original user ids (e.g. {examples}).")
+            raise unknown_user(user, self.dataset.name, self.run_dir, self.dataset.user_ids)
         return index
 
     def _batch(self, u: int, history: np.ndarray) -> dict[str, torch.Tensor]:
@@ -181,8 +203,7 @@ class TrainedModel:
     @torch.no_grad()
     def recommend(self, user, k: int = 10, explain: bool = False, reasons: int = 3) -> Recommendations:
         """The top ``k`` items for the dataset's original user id ``user``, leaving out every item they have."""
-        if k < 1:
-            raise ConfigError(f"k={k} must be >= 1, e.g. 10.")
+        _check_k(k)
         u = self.user_index(user)
         history = np.asarray(self.dataset.sequence(u), dtype=np.int64)
         batch = self._batch(u, history)
@@ -298,16 +319,109 @@ def _text_table(config, dataset):
     return methods._text_table(config, dataset)
 
 
-def load_trained(run_dir: str | Path) -> TrainedModel:
+PKG_KIND = "movies in their PKG"
+
+
+class TrainedPolicy:
+    """A fedtrek run's catalog policy with its best federated adapters, ready to recommend to a ReDial seeker (user =
+    initiator worker id) from the PKG as it stands at the end of their training data (no validation/test turn)."""
+
+    def __init__(self, run_dir: Path, config, data, shared: dict[str, torch.Tensor]):
+        self.run_dir = run_dir
+        self.config = config
+        self.data = data  # RedialUsers
+        self._shared = shared  # the server's best adapters
+        self._task = None
+        self._user_index = {str(u.user_id): i for i, u in enumerate(data.users)}
+
+    @property
+    def task(self):
+        """The KTOTask (the policy with the run's adapters, the prompt builders), built on first use."""
+        if self._task is None:
+            from ffmrec.tasks.kto import build_kto_task
+
+            task = build_kto_task(self.config, self.data, clients=np.zeros(0, dtype=np.int64))
+            if set(self._shared) != set(task.shared_names):
+                raise RunDirError(f"{self.run_dir}: server.pt holds {len(self._shared)} adapter tensors but the run's "
+                                  f"config builds {len(task.shared_names)}: the checkpoint does not belong to it.")
+            task.load_shared(self._shared)
+            task.policy.model.eval()
+            self._task = task
+        return self._task
+
+    @property
+    def model(self):
+        """The policy's encoder with the run's adapters (PEFT model), in eval mode."""
+        return self.task.policy.model
+
+    def user_index(self, user) -> int:
+        """The client index of ReDial seeker ``user`` (their initiator worker id)."""
+        index = self._user_index.get(str(user).strip())
+        if index is None:
+            raise unknown_user(user, self.data.name, self.run_dir, [u.user_id for u in self.data.users])
+        return index
+
+    def prompt(self, u: int):
+        """User ``u``'s prompt: the system message, the sub-PKG before their training cutoff and the bare request."""
+        from ffmrec.data.redial_examples import Example, render_prompt
+
+        user = self.data.users[u]
+        example = Example(user.user_id, "", user.train_cutoff, user.train_cutoff, (), (), True)
+        return render_prompt(example, user.history, self.data.catalog, self.config.task, self.task.policy.count_tokens)
+
+    @torch.no_grad()
+    def recommend(self, user, k: int = 10, explain: bool = False, reasons: int = 3) -> Recommendations:
+        """The top ``k`` movies for seeker ``user``, never one already in their PKG; ``explain``: a KG path from a
+        movie they liked to each (see :mod:`ffmrec.pkg.explain`)."""
+        from ffmrec.pkg.explain import find_link, link_words
+
+        _check_k(k)
+        u = self.user_index(user)
+        data, catalog = self.data.users[u], self.data.catalog
+        pkg = data.history.snapshot(data.train_cutoff)
+        known = [catalog.index[m] for m in pkg.movies()]
+        k = min(k, len(catalog) - len(known))
+        if k < 1:
+            return Recommendations(str(data.user_id), str(self.run_dir), [], len(pkg), PKG_KIND)
+        ranked, probs = self.task.policy.recommend([self.prompt(u).text], k, [known])
+        liked = sorted(pkg.movies("liked"), key=lambda m: -pkg.turns.get(m, -1))  # the most recent first
+        out = []
+        for rank, (i, p) in enumerate(zip(ranked[0], probs[0].tolist()), start=1):
+            movie_id = catalog.ids[i]
+            rec = Recommendation(rank, movie_id, catalog[movie_id].title, float(p))
+            if explain:
+                link = find_link(liked, movie_id, catalog)
+                rec.explanation = link_words(link, catalog)
+                if link is not None:
+                    rec.link = {"liked": link.liked, "liked_title": catalog[link.liked].title,
+                                "relation": link.relation, "value": link.value}
+            out.append(rec)
+        return Recommendations(str(data.user_id), str(self.run_dir), out, len(pkg), PKG_KIND)
+
+
+def _load_fedtrek(run_dir: Path, config) -> TrainedPolicy:
+    """A fedtrek run's policy with the server's best adapters (``server.pt``, read with ``weights_only``)."""
+    from ffmrec.tasks.kto import load_redial_run
+
+    ckpt = load_checkpoint(run_dir / "server.pt")
+    if ckpt is None:
+        raise RunDirError(f"{run_dir} has no server.pt: the run's adapters are missing; run it again.")
+    data, _ = load_redial_run(config)
+    return TrainedPolicy(run_dir, config, data, ckpt.get("best_params") or ckpt["params"])
+
+
+def load_trained(run_dir: str | Path) -> TrainedModel | TrainedPolicy:
     """The best model of the finished run in ``run_dir`` (and its users' personal state)."""
     from ffmrec.data import load_dataset
     from ffmrec.models.sasrec import SASRec, SASRecConfig
 
     run_dir = check_run_dir(run_dir)
     config = read_config(run_dir)
+    if config.method == "fedtrek":
+        return _load_fedtrek(run_dir, config)
     if not isinstance(config.model, SASRecConfig):
         raise ConfigError(f"{run_dir}: recommending from method={config.method!r} is not supported yet: use a run "
-                          "of a sequential method (sasrec, fedsasrec, cl4srec, fedcl4srec).")
+                          "of a sequential method (sasrec, fedsasrec, cl4srec, fedcl4srec) or of fedtrek.")
     dataset = load_dataset(config.dataset, options=config.data)
     text = _text_table(config, dataset)
     extra = {} if text is None else {"item_text": text}  # item_repr text/hybrid: the items' frozen text embeddings

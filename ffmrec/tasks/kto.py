@@ -87,6 +87,10 @@ class KTOTask(ClientTask):
         self._initial = {k: v for k, v in get_adapter_state(policy.model).items() if k in self.shared_names}
         self._frozen = {k: v for k, v in get_adapter_state(policy.model).items() if k not in self.shared_names}
 
+    def load_shared(self, shared: Params) -> None:
+        """Put the shared adapters ``shared`` into the policy (the frozen ones, e.g. FFA-LoRA's A, stay as built)."""
+        set_adapter_state(self.policy.model, {**self._frozen, **shared})
+
     # --- the population ---------------------------------------------------------------------------------------------
     @property
     def num_clients(self) -> int:
@@ -158,7 +162,7 @@ class KTOTask(ClientTask):
         examples = [train[i] for i in chosen]
         prompts = [self.prompt(client, "train", i, train[i]) for i in chosen]
         model = self.policy.model
-        set_adapter_state(model, {**self._frozen, **shared})
+        self.load_shared(shared)
         model.eval()  # dropout off (TRL's KTOConfig.disable_dropout): the implied reward compares like with like
         trainable = [p for n, p in model.named_parameters() if p.requires_grad]
         anchors = [p.detach().clone() for p in trainable]
@@ -199,7 +203,7 @@ class KTOTask(ClientTask):
     @torch.no_grad()
     def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
         clients = np.asarray(clients, dtype=np.int64)
-        set_adapter_state(self.policy.model, {**self._frozen, **shared})
+        self.load_shared(shared)
         cols = self.failed_columns(len(clients))
         cols["predicted"][:] = 0
         cols["relevant"][:] = 0
@@ -283,7 +287,7 @@ def train_pooled(task: KTOTask, clients: np.ndarray, steps: int, batch_size: int
     data of ``clients``; returns the trained shared adapters."""
     pool = [(int(c), i) for c in clients for i in range(len(task.users[int(c)].train))]
     model = task.policy.model
-    set_adapter_state(model, {**task._frozen, **(shared if shared is not None else task.initial_shared())})
+    task.load_shared(shared if shared is not None else task.initial_shared())
     model.eval()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=lr)
