@@ -205,9 +205,7 @@ def plot_curves(groups: list[RunGroup], metric: str, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    from ffmrec.report import save_figure
+
+    save_figure(fig, path)
     return path

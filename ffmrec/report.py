@@ -39,6 +39,12 @@ def _plot_curves(series: dict[str, list[tuple[int, float]]], path: Path, x_key: 
     fig = curves_figure(series, x_key, ylabel)
     if fig is None:
         return False
+    save_figure(fig, path)
+    return True
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then a rename) and close it."""
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +52,6 @@ def _plot_curves(series: dict[str, list[tuple[int, float]]], path: Path, x_key: 
     fig.savefig(tmp)
     plt.close(fig)
     tmp.replace(path)
-    return True
 
 
 def curves_figure(series: dict[str, list[tuple[int, float]]], x_key: str, ylabel: str):
