@@ -22,7 +22,7 @@ from ffmrec.data import load_dataset
 from ffmrec.errors import ConfigError
 from ffmrec.eval.cold import make_split
 from ffmrec.federated.sampling import resolve_clients_per_round
-from ffmrec.methods import RunConfig, build_federated_task, resolve_method
+from ffmrec.methods import RunConfig, build_federated_task, from_dict_run_config, resolve_method
 from ffmrec.report import write_report
 from ffmrec.train.trainer import train
 from ffmrec.utils.io import History, atomic_write_text, write_json
@@ -95,12 +95,28 @@ def _check_out_dir(out_dir: Path, config) -> None:
             raise ConfigError(f"--out {out_dir} holds files that are not an ffmrec run ({shown}): choose a new or "
                               "empty folder, so that the run writes nothing among them.")
         return
+    if not others:
+        return
     old = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
-    if others and _without_length(old) != _without_length(to_dict(config)):
+    try:  # keys added to ffmrec since the run started take their defaults, as the run did
+        old = to_dict(from_dict_run_config(old))
+    except ConfigError:
+        pass  # a key since removed or renamed: compared as written, so it shows as a difference
+    changed = _changed_keys(_without_length(old), _without_length(to_dict(config)))
+    if changed:
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
         raise ConfigError(
-            f"{out_dir} holds a run with a different config: resume it with the same settings (only "
+            f"{out_dir} holds a run with a different config ({shown}): resume it with the same settings (only "
             "train.epochs and federated.rounds may change), or choose a new --out folder."
         )
+
+
+def _changed_keys(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in sorted(set(old) | set(new), key=str)
+                for k in _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 def _check_writable(out_dir: Path) -> None:
