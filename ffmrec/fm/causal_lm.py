@@ -198,6 +198,31 @@ def set_adapter_state(model, state: dict[str, torch.Tensor]) -> None:
         raise ValueError(f"PEFT did not load adapter tensors {result.unexpected_keys[:3]}")
 
 
+def train_adapters(model, shared: dict[str, torch.Tensor], loss_fn, cfg, seed: int) -> tuple[dict[str, torch.Tensor], float]:
+    """A client's stateful local training of the adapters, shared by every adapter task. The caller has loaded
+    ``shared`` into the model (and set ``model.train()`` or ``model.eval()``); this runs ``cfg.local_steps`` full-batch steps of ``loss_fn()`` with a fresh ``torch.optim.SGD`` or ``Adam`` (``cfg.optimizer``,
+    ``cfg.lr``) on the trainable parameters, plus FedProx's ``cfg.proximal_mu / 2 * ||w - w_shared||^2``; return the
+    delta of the tensors in ``shared`` and the loss at the first step. Random draws inside (dropout) come from
+    ``seed``; torch's global generator is left as it was."""
+    trainable = [p for p in model.parameters() if p.requires_grad]  # the adapters only
+    anchors = [p.detach().clone() for p in trainable]
+    opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(trainable, lr=cfg.lr)
+    first = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(cfg.local_steps):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            first = float(loss.detach()) if first is None else first
+            if cfg.proximal_mu:
+                loss = loss + cfg.proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(trainable, anchors))
+            loss.backward()
+            opt.step()
+    opt.zero_grad(set_to_none=True)
+    trained = get_adapter_state(model)
+    return {k: trained[k] - shared[k] for k in shared}, first
+
+
 def adapter_names(model) -> list[str]:
     """The adapter tensors' names, in the model's order."""
     from peft import get_peft_model_state_dict

@@ -27,7 +27,7 @@ from ffmrec.data.redial_kg import MovieCatalog
 from ffmrec.errors import ConfigError
 from ffmrec.eval.metrics import micro_precision_recall_f1
 from ffmrec.fm.catalog_policy import CatalogPolicy
-from ffmrec.fm.causal_lm import get_adapter_state, set_adapter_state
+from ffmrec.fm.causal_lm import get_adapter_state, set_adapter_state, train_adapters
 from ffmrec.fm.kto import kto_loss
 from ffmrec.pkg.graph import PKGHistory
 from ffmrec.tasks.base import ClientTask, Params, client_generator, client_seed
@@ -164,23 +164,10 @@ class KTOTask(ClientTask):
         model = self.policy.model
         self.load_shared(shared)
         model.eval()  # dropout off (TRL's KTOConfig.disable_dropout): the implied reward compares like with like
-        trainable = [p for n, p in model.named_parameters() if p.requires_grad]
-        anchors = [p.detach().clone() for p in trainable]
-        opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(trainable, lr=cfg.lr)
-        first = None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(client_seed(self.seed, server_round, client, "train"))
-            for _ in range(cfg.local_steps):
-                opt.zero_grad(set_to_none=True)
-                loss, _ = self.objective_of(prompts, examples, [(client, "train", i) for i in chosen])
-                first = float(loss.detach()) if first is None else first
-                if cfg.proximal_mu:
-                    loss = loss + cfg.proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(trainable, anchors))
-                loss.backward()
-                opt.step()
-        opt.zero_grad(set_to_none=True)
-        trained = get_adapter_state(model)
-        return {k: trained[k] - shared[k] for k in self.shared_names}, {}, first
+        keys = [(client, "train", i) for i in chosen]
+        delta, first = train_adapters(model, shared, lambda: self.objective_of(prompts, examples, keys)[0], cfg,
+                                      client_seed(self.seed, server_round, client, "train"))
+        return delta, {}, first
 
     def private_arrays(self, client: int, server_round: int) -> dict[str, torch.Tensor]:
         out = super().private_arrays(client, server_round)

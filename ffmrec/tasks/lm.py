@@ -32,6 +32,7 @@ from ffmrec.fm.causal_lm import (
     build_tokenizer,
     get_adapter_state,
     set_adapter_state,
+    train_adapters,
 )
 from ffmrec.tasks.base import ClientTask, Params, client_generator, client_seed
 
@@ -166,29 +167,12 @@ class LoRATextTask(ClientTask):
         ``(seed, round, client)`` seed; torch's global generator is left as it was."""
         batch = self.prepare(client, server_round)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)  # no loss on padding
-        model = self.model
-        set_adapter_state(model, shared)
-        model.train()
-        trainable = [p for p in model.parameters() if p.requires_grad]  # the adapters only
-        anchors = [p.detach().clone() for p in trainable]
-        if cfg.optimizer == "adam":
-            opt = torch.optim.Adam(trainable, lr=cfg.lr)
-        else:
-            opt = torch.optim.SGD(trainable, lr=cfg.lr)
-        first_loss = None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(client_seed(self.seed, server_round, client, "train"))
-            for _ in range(cfg.local_steps):
-                opt.zero_grad(set_to_none=True)
-                loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
-                first_loss = float(loss.detach()) if first_loss is None else first_loss
-                if cfg.proximal_mu:
-                    loss = loss + cfg.proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(trainable, anchors))
-                loss.backward()
-                opt.step()
-        opt.zero_grad(set_to_none=True)
-        trained = get_adapter_state(model)
-        return {k: trained[k] - shared[k] for k in self.shared_names}, {}, first_loss
+        set_adapter_state(self.model, shared)
+        self.model.train()
+        delta, first_loss = train_adapters(
+            self.model, shared, lambda: self.model(**batch, labels=labels).loss, cfg,
+            client_seed(self.seed, server_round, client, "train"))
+        return delta, {}, first_loss
 
     def private_arrays(self, client: int, server_round: int) -> dict[str, torch.Tensor]:
         out = super().private_arrays(client, server_round)
