@@ -1,10 +1,21 @@
 """Speed of embedding a dataset's item catalogue with all-MiniLM-L6-v2 (sentence-transformers, offline, CPU).
 
-For each dtype: a cold encoding (nothing cached: the model encodes every item text, batches sorted by length) and a
-second call (the table read back from the disk cache). Rows: items, seconds, items/s, torch threads; written to
-``benchmarks/results/<--results>.json`` in the shared format.
+Every variant (a lever tried on the encoder) encodes the same texts in this one process, and the variants take turns
+``--repeats`` times (A B C A B C ...), so a busy machine slows them alike: each row reports its best time, its ratio
+to the baseline (the shipped :func:`ffmrec.fm.text.encode_texts`) and the smallest cosine similarity of any item to
+the float32 encoding (the quality bar: >= 0.99). Time counts everything after the weights are loaded (tokenization,
+and compilation for ``compile`` variants). Then the shipped path is timed cold (nothing cached: the model encodes every
+item) and cached (the table read back from the disk cache). Rows go to ``benchmarks/results/<--results>.json``.
 
-    python benchmarks/text_encoding.py --dataset beauty --threads 2 [--dtypes bfloat16 float32] [--limit N]
+Variants (``--variants``; ``baseline`` and ``float32`` always run):
+
+- ``batchN``: bfloat16 with a batch of N texts;
+- ``threads1``: ``torch.set_num_threads(1)`` (``--interop-threads N`` sets ``torch.set_num_interop_threads`` at
+  start-up instead: it applies to every variant of the run, and each row records it);
+- ``cap128``: ``max_seq_length`` 128 (the row counts the texts it would cut: an item's text must not be cut silently);
+- ``compile``: ``torch.compile(dynamic=True)`` of the transformer, compile time included.
+
+    python benchmarks/text_encoding.py --dataset beauty --threads 2 [--limit N] [--repeats 3] [--variants ...]
 """
 
 from __future__ import annotations
@@ -12,13 +23,17 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 
+import numpy as np
 import torch
 from common import peak_rss_mb, write_results
 
 from ffmrec.data import load_dataset
 from ffmrec.data.dataset import Dataset
-from ffmrec.fm.text import item_text_embeddings, load_encoder
+from ffmrec.fm.text import encode_texts, item_text_embeddings, load_encoder
+
+VARIANTS = ["batch64", "batch1024", "threads1", "cap128", "compile"]
 
 
 def subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -31,38 +46,123 @@ def subset(dataset: Dataset, limit: int | None) -> Dataset:
 
 
 def _offsets(dataset: Dataset, limit: int):
-    import numpy as np
-
     lengths = [int((dataset.sequence(u) <= limit).sum()) for u in range(dataset.num_users)]
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def token_lengths(model, texts: list[str]) -> np.ndarray:
+    """Tokens of each text with the special tokens, untruncated."""
+    return np.array([len(ids) for ids in model.tokenizer(texts, truncation=False)["input_ids"]])
+
+
+def make_variant(name: str, threads: int, batch_size: int):
+    """``encode(texts) -> (N, dim)`` of one variant; state (a compiled model) lives in the closure."""
+    if name == "float32":
+        return lambda texts: encode_texts(load_encoder(None, "float32"), texts, batch_size, progress=False)
+    bf16 = load_encoder(None, "bfloat16")
+    if name == "baseline":
+        return lambda texts: encode_texts(bf16, texts, batch_size, progress=False)
+    if name.startswith("batch"):
+        return lambda texts: encode_texts(bf16, texts, int(name[5:]), progress=False)
+    if name == "threads1":
+        def encode(texts):
+            torch.set_num_threads(1)
+            try:
+                return encode_texts(bf16, texts, batch_size, progress=False)
+            finally:
+                torch.set_num_threads(threads)
+        return encode
+    if name == "cap128":
+        def encode(texts):
+            old, bf16.max_seq_length = bf16.max_seq_length, 128
+            try:
+                return encode_texts(bf16, texts, batch_size, progress=False)
+            finally:
+                bf16.max_seq_length = old
+        return encode
+    if name == "compile":
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(_folder(), device="cpu", local_files_only=True).to(torch.bfloat16).eval()
+        model[0].auto_model = torch.compile(model[0].auto_model, dynamic=True)  # compiled at its first call
+        return lambda texts: encode_texts(model, texts, batch_size, progress=False)
+    raise SystemExit(f"--variants: unknown variant {name!r}; choose among {', '.join(VARIANTS)}")
+
+
+def _folder() -> str:
+    from ffmrec.fm.text import default_model_path
+
+    return str(default_model_path())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--interop-threads", type=int, default=None, help="torch.set_num_interop_threads at start-up")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N items")
+    parser.add_argument("--repeats", type=int, default=3, help="turns each variant takes (best time kept)")
+    parser.add_argument("--variants", nargs="*", default=VARIANTS)
     parser.add_argument("--results", default="text_encoding")
     args = parser.parse_args()
+    if args.interop_threads:
+        torch.set_num_interop_threads(args.interop_threads)
     torch.set_num_threads(args.threads)
     dataset = subset(load_dataset(args.dataset), args.limit)
+    texts = [str(t) for t in dataset.item_text[1:]]
+    base = {"dataset": args.dataset, "setting": "local"}
+    common = {"items": len(texts), "threads": args.threads, "interop_threads": torch.get_num_interop_threads(),
+              "batch_size": args.batch_size}
+    names = ["baseline", "float32", *[v for v in args.variants if v not in ("baseline", "float32")]]
+    encoders = {name: make_variant(name, args.threads, args.batch_size) for name in names}
+    best = {name: float("inf") for name in names}
+    first = {}
+    outputs = {}
+    loads = []
+    for turn in range(args.repeats):
+        for name in names:
+            t0 = time.perf_counter()
+            outputs[name] = encoders[name](texts)
+            seconds = time.perf_counter() - t0
+            first.setdefault(name, seconds)  # compile variants: the first turn includes compiling
+            best[name] = min(best[name], seconds)
+            loads.append(os.getloadavg()[0])
+            print(f"turn {turn + 1} {name:10s} {seconds:7.2f} s {len(texts) / seconds:7.1f} items/s "
+                  f"(load {loads[-1]:.1f})", flush=True)
+    reference = outputs["float32"]
+    lengths = token_lengths(load_encoder(None, "bfloat16"), texts)
     rows = []
+    for name in names:
+        seconds = first[name] if name == "compile" else best[name]  # compile time counts: once per dataset
+        cosine = torch.nn.functional.cosine_similarity(outputs[name], reference, dim=1)
+        metrics = {**common, "seconds": round(seconds, 3), "items_per_second": round(len(texts) / seconds, 1),
+                   "ratio_vs_baseline": round(best["baseline"] / seconds, 3),
+                   "min_cosine_vs_fp32": round(float(cosine.min()), 5),
+                   "load_avg_1min": round(float(np.mean(loads)), 2), "repeats": args.repeats}
+        if name == "threads1":
+            metrics["threads"] = 1
+        if name.startswith("batch"):
+            metrics["batch_size"] = int(name[5:])
+        if name == "cap128":
+            metrics["texts_cut"] = int((lengths > 128).sum())
+        if name == "compile":
+            metrics["seconds_after_compile"] = round(best[name], 3)
+        rows.append({**base, "method": f"minilm-{name}", "metrics": metrics})
+        print(rows[-1], flush=True)
+    tokens = {"tokens_mean": round(float(lengths.mean()), 1), "tokens_max": int(lengths.max()),
+              **{f"texts_over_{c}_tokens": int((lengths > c).sum()) for c in (64, 128, 256)}}
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FFMREC_CACHE_DIR"] = cache  # a fresh cache: the first call must encode
-        for dtype in args.dtypes:
-            load_encoder(None, dtype)  # loading the weights is not encoding
-            for phase in ("cold", "cached"):
-                _, stats = item_text_embeddings(dataset, dtype=dtype, batch_size=args.batch_size, progress=True)
-                assert stats.cached == (phase == "cached")
-                rows.append({"dataset": args.dataset, "method": f"minilm-{dtype}-{phase}", "setting": "local",
-                             "metrics": {"items": stats.items, "seconds": round(stats.seconds, 3),
-                                         "items_per_second": round(stats.items_per_second, 1),
-                                         "threads": args.threads, "batch_size": args.batch_size,
-                                         "load_avg_1min": round(os.getloadavg()[0], 2),
-                                         "peak_rss_mb": round(peak_rss_mb(), 1)}})
-                print(rows[-1])
+        for phase in ("cold", "cached"):
+            _, stats = item_text_embeddings(dataset, dtype="bfloat16", batch_size=args.batch_size, progress=False)
+            assert stats.cached == (phase == "cached")
+            rows.append({**base, "method": f"minilm-bfloat16-{phase}",
+                         "metrics": {**common, "seconds": round(stats.seconds, 3),
+                                     "items_per_second": round(stats.items_per_second, 1),
+                                     "load_avg_1min": round(os.getloadavg()[0], 2), **tokens,
+                                     "peak_rss_mb": round(peak_rss_mb(), 1)}})
+            print(rows[-1], flush=True)
     write_results(args.results, rows)
 
 

@@ -25,6 +25,7 @@ from ffmrec.federated.config import FederatedConfig
 from ffmrec.fm.catalog_policy import CatalogPolicyConfig
 from ffmrec.fm.causal_lm import CausalLMConfig
 from ffmrec.models.sasrec import SASRec, SASRecConfig
+from ffmrec.privacy.adversarial import PrivacyConfig
 from ffmrec.tasks.contrastive import ContrastiveConfig
 from ffmrec.tasks.kto import KTOTaskConfig, build_kto_task, load_redial_run
 from ffmrec.tasks.lm import LoRATextConfig
@@ -34,6 +35,7 @@ from ffmrec.tasks.lumos import (
     LUMOSNoFutureConfig,
     LUMOSNoParaphraseConfig,
 )
+from ffmrec.train.local_only import LocalOnlyConfig
 from ffmrec.train.trainer import TrainConfig
 
 
@@ -42,7 +44,7 @@ class Method:
     """What a method name stands for."""
 
     name: str
-    setting: str  # "centralized" or "federated"
+    setting: str  # "centralized", "federated" or "local" (a model per user, nothing shared)
     model_config: type
     task_config: type | None
     build_task: Callable  # (config, dataset, split, clients=None) -> ClientTask
@@ -151,6 +153,9 @@ register(Method("lumos-no-paraphrase", "federated", SASRecConfig, LUMOSNoParaphr
                 "LUMOS ablation: no paraphrase view.", needs_item_text=True))
 register(Method("lumos-no-counterfactual", "federated", SASRecConfig, LUMOSNoCounterfactualConfig, build_lumos_task,
                 "LUMOS ablation: no counterfactual view.", needs_item_text=True))
+register(Method("local-sasrec", "local", SASRecConfig, LocalOnlyConfig, build_sequential_task,
+                "Local-only SASRec (no federation): each user trains their own SASRec from the same initialisation on "
+                "their own history; local epochs and lr chosen on validation NDCG@10."))
 
 
 def resolve_method(name: str) -> Method:
@@ -173,6 +178,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Centralized training."})
     federated: FederatedConfig = field(default_factory=FederatedConfig, metadata={"help": "Federated training."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "The evaluation protocol."})
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig, metadata={"help": "On-device privacy objectives (federated methods)."})
 
     def __post_init__(self) -> None:
         from ffmrec.config import from_dict
@@ -180,6 +186,10 @@ class RunConfig:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads={self.threads!r} must be a whole number >= 1 (e.g. threads=1), or null for torch's default.")
         method = resolve_method(self.method)
+        if self.privacy.adversarial_weight > 0 and method.setting != "federated":
+            raise ConfigError(f"privacy.adversarial_weight={self.privacy.adversarial_weight} is an on-device objective "
+                              f"of federated methods, and method={self.method!r} is {method.setting}: use a federated "
+                              "method (e.g. fedsasrec) or set privacy.adversarial_weight=0.")
         if self.model is None or isinstance(self.model, dict):
             self.model = from_dict(method.model_config, self.model or {}, prefix="model.")
         elif not isinstance(self.model, method.model_config):
@@ -244,6 +254,7 @@ def build_federated_task(config, dataset=None, split=None, partition: tuple[int,
     if resolve_method(config.method).load_data is not None:  # its own data: no interaction sequences to corrupt
         return resolve_method(config.method).build_task(config, dataset, split, clients)
     from ffmrec.federated.adversary import build_adversary, noisy_sequences
+    from ffmrec.privacy.adversarial import build_trait_adversary
 
     fed = config.federated
     if fed.noise.p > 0:  # noisy histories: a transform of the data, identical in every process
@@ -251,4 +262,5 @@ def build_federated_task(config, dataset=None, split=None, partition: tuple[int,
 
         split = LeaveOneOut(noisy_sequences(split.sequences, fed.noise.p, dataset.num_items, config.seed))
     task = resolve_method(config.method).build_task(config, dataset, split, clients)
+    task = build_trait_adversary(task, config.privacy, dataset)  # privacy.adversarial_weight: the trait stays on-device
     return build_adversary(task, fed.adversary, split.sequences, dataset.num_items, config.seed)

@@ -173,6 +173,13 @@ def pipeline(config: RunConfig, out_dir: str | Path, progress: bool = True) -> R
         metrics = res.test
         summary = {"best_epoch": res.best_epoch, "epochs": res.epochs_run, "seconds_per_epoch": res.seconds_per_epoch,
                    "best_valid": res.best_valid}
+    elif config.setting == "local":  # e.g. local-sasrec: a model per user, cohort by cohort (ffmrec.train.local_only)
+        from ffmrec.train.local_only import run_local_only
+
+        res = run_local_only(method.build_task(config, dataset, split), config.task, out_dir, config.eval.ks, progress)
+        metrics = res.test
+        summary = {"best": res.best, "epochs": res.best["epochs"], "train_eval_seconds": res.seconds,
+                   "best_valid": res.best_valid, "candidates": res.candidates}
     else:
         from ffmrec.federated.run import run_federated
 

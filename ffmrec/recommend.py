@@ -422,6 +422,9 @@ def load_trained(run_dir: str | Path) -> TrainedModel | TrainedPolicy:
     if not isinstance(config.model, SASRecConfig):
         raise ConfigError(f"{run_dir}: recommending from method={config.method!r} is not supported yet: use a run "
                           "of a sequential method (sasrec, fedsasrec, cl4srec, fedcl4srec) or of fedtrek.")
+    if config.setting == "local":
+        raise ConfigError(f"{run_dir}: a {config.method} run trains one model per user and keeps none of them (only "
+                          "their ranks), so there is no model to recommend from: use a centralized or federated run.")
     dataset = load_dataset(config.dataset, options=config.data)
     text = _text_table(config, dataset)
     extra = {} if text is None else {"item_text": text}  # item_repr text/hybrid: the items' frozen text embeddings

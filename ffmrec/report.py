@@ -84,7 +84,7 @@ def curves_figure(series: dict[str, list[tuple[int, float]]], x_key: str, ylabel
 
 def write_report(out_dir: Path, config, metrics: dict[str, float], summary: dict) -> None:
     history = History(out_dir / "history.jsonl").read()
-    x_key = "epoch" if config.setting == "centralized" else "round"
+    x_key = "round" if config.setting == "federated" else "epoch"
     has_plot = plot_validation(history, out_dir / "validation_curve.png", x_key)
     has_loss = plot_training_loss(history, out_dir / "training_loss.png", x_key)
     federated_plots = plot_federated(history, out_dir, x_key) if x_key == "round" else []

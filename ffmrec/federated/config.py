@@ -15,6 +15,27 @@ MESSAGE_MODES = ("cohort", "per-user")
 
 
 @dataclass
+class SecAggConfig:
+    """Flower's SecAgg+ parameters (``federated.secure_aggregation``; see :mod:`ffmrec.federated.engines.flower.secagg`)."""
+
+    num_shares: int | None = field(default=None, metadata={"help": "Shares each device's secrets are split into (its SecAgg+ neighbourhood, an integer > 2, best odd); null = every client of the round (full SecAgg)."})
+    reconstruction_threshold: float = field(default=0.5, metadata={"help": "Share of a device's shares needed to rebuild its secrets, in (0, 1]: higher resists more colluding clients, lower tolerates more dropouts."})
+    clipping_range: float = field(default=8.0, metadata={"help": "Each coordinate of (weight / max weight) * update is clipped to [-clipping_range, clipping_range] before quantization (the two extra coordinates, mean loss and total weight, fit within it)."})
+    quantization_range: int = field(default=2**22, metadata={"help": "Quantization levels of [-clipping_range, clipping_range]: the error per coordinate of one device is about 2 * clipping_range / quantization_range * max_weight / weight; clients_per_round * quantization_range must stay below 2^32."})
+
+    def __post_init__(self) -> None:
+        if self.num_shares is not None and self.num_shares < 3:
+            raise ConfigError(f"federated.secagg.num_shares={self.num_shares} must be an integer > 2 (e.g. 5), or null "
+                              "for every client of the round.")
+        if not 0 < self.reconstruction_threshold <= 1:
+            raise ConfigError(f"federated.secagg.reconstruction_threshold={self.reconstruction_threshold} must lie in "
+                              "(0, 1], e.g. 0.5.")
+        if not self.clipping_range > 0 or self.quantization_range < 2:
+            raise ConfigError(f"federated.secagg.clipping_range={self.clipping_range} must be > 0 and "
+                              f"quantization_range={self.quantization_range} >= 2 (e.g. 8.0 and 4194304).")
+
+
+@dataclass
 class FederatedConfig:
     """Rounds, client sampling, the strategy and the engine that runs the client updates."""
 
@@ -41,10 +62,13 @@ class FederatedConfig:
     client_clip_norm: float | None = field(default=None, metadata={"help": "Client-side transform: each client clips its whole update to this L2 norm before sending (null = off)."})
     client_noise_multiplier: float | None = field(default=None, metadata={"help": "Local DP: each client adds Gaussian noise of std client_noise_multiplier * client_clip_norm to every coordinate of its clipped update before sending (null = off; needs client_clip_norm)."})
     pseudo_item_ratio: float | None = field(default=None, metadata={"help": "Hide which embedding rows a client touched: fill this many times as many untouched rows with look-alike random rows (pseudo-items); 0 = every untouched row (dense update); null = off."})
+    hide_metadata: bool = field(default=False, metadata={"help": "Client-side: every record claims weight 1 (uniform averaging: the weight no longer reveals the history length) and reports its loss as NaN (not reported)."})
     central_noise_multiplier: float | None = field(default=None, metadata={"help": "Central DP (DP-FedAvg): the server clips each update to central_clip_norm, adds Gaussian noise of std central_noise_multiplier * central_clip_norm to the sum and averages (null = off)."})
     central_clip_norm: float = field(default=1.0, metadata={"help": "Central DP: L2 bound of each client's whole update."})
     record_rounds: list[int] = field(default_factory=list, metadata={"help": "Rounds whose per-client records are saved to RUN/egress/ for offline attacks (e.g. [1, 100])."})
     audit: bool = field(default=False, metadata={"help": "Egress audit: fail the run if a client sends anything but the declared shared tensors (no raw data, personal rows or prepared views)."})
+    secure_aggregation: bool = field(default=False, metadata={"help": "Flower's simulation engine (flower-sim; deployment not yet verified), per-user mode, one user per SuperNode: Flower's SecAgg+ (masked, quantized updates; the server learns only the round's weighted mean update, mean loss and total weight, never a client's update or weight). Needs a linear strategy (fedavg, fedprox, fedadam) and no recorder, audit, max_update_norm or central DP."})
+    secagg: SecAggConfig = field(default_factory=SecAggConfig, metadata={"help": "SecAgg+ parameters (secure_aggregation=true)."})
     client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig, metadata={"help": "Robustness: malicious clients promoting a target item (fraction=0: none)."})
     noise: NoiseConfig = field(default_factory=NoiseConfig, metadata={"help": "Robustness: a share of each client's training history replaced by random items (p=0: none)."})
@@ -80,9 +104,15 @@ class FederatedConfig:
                               "federated.client_clip_norm set (the noise is scaled to the clipping bound).")
         if self.pseudo_item_ratio is not None and self.pseudo_item_ratio < 0:
             raise ConfigError(f"federated.pseudo_item_ratio={self.pseudo_item_ratio} must be >= 0 (0 = dense) or null.")
+        if not isinstance(self.hide_metadata, bool):
+            raise ConfigError(f"federated.hide_metadata={self.hide_metadata!r} must be true or false.")
         if self.central_noise_multiplier is not None and (self.central_noise_multiplier < 0 or self.central_clip_norm <= 0):
             raise ConfigError(f"federated.central_noise_multiplier={self.central_noise_multiplier} must be >= 0 and "
                               f"federated.central_clip_norm={self.central_clip_norm} > 0.")
+        if self.secure_aggregation:
+            from ffmrec.federated.engines.flower.secagg import check_config
+
+            check_config(self)
         if self.adversary.fraction > 0 and self.adversary.boost != 1 and self.client.optimizer == "adam":
             warnings.warn("federated.adversary.boost has no effect with federated.client.optimizer=adam (Adam's steps do "
                           "not scale with the loss): the attackers send unboosted updates.", stacklevel=2)

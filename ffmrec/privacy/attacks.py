@@ -102,11 +102,14 @@ def _tables(tensors: dict[str, torch.Tensor]) -> list[str]:
 def _inferred_rows(norms: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
     """The rows each client most likely used: its ``weight`` rows (its number of examples, which the record states)
     that moved most relative to how much that row moves for the round's typical client (the median). Even when every
-    row changes (a full softmax moves all output rows), the rows of a user's own items move most."""
+    row changes (a full softmax moves all output rows), the rows of a user's own items move most. When the weights
+    say nothing (all equal: hidden metadata), the rows that moved at least twice as much as the median's."""
     ratio = norms / norms.median(dim=0).values.clamp(min=1e-12)  # (C, rows)
+    stated = bool((weights != weights[0]).any())
     out = torch.zeros_like(ratio)
     for c in range(len(ratio)):
-        k = int(min(max(int(weights[c]), 1), ratio.shape[1]))
+        k = int(weights[c]) if stated else int((ratio[c] >= 2.0).sum())
+        k = int(min(max(k, 1), ratio.shape[1]))
         out[c, ratio[c].topk(k).indices] = 1.0
     return out.numpy()
 

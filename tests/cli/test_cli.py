@@ -152,3 +152,15 @@ def test_a_run_can_be_extended_by_more_epochs(tiny_csv, tmp_path, capsys):
     fresh = tmp_path / "fresh"
     assert run_cli([*[a if a != str(out) else str(fresh) for a in args], "train.epochs=4"], capsys)[0] == 0
     assert json.loads((fresh / "metrics.json").read_text()) == json.loads((out / "metrics.json").read_text())
+
+
+def test_local_sasrec_run_then_recommend_is_refused_in_one_line(tiny_csv, tmp_path, capsys):
+    """local-sasrec keeps no model (one per user, dropped after ranking): recommend says so, exit 2."""
+    out = tmp_path / "local"
+    args = ["run", "local-sasrec", "--dataset", str(tiny_csv), "--out", str(out), "--quiet", "--set", *TINY_MODEL,
+            "task.epochs=[1]", "task.lr=[0.5]"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "NDCG@10" in json.loads((out / "metrics.json").read_text())
+    code, _, err = run_cli(["recommend", str(out), "--user", "u1"], capsys)
+    assert code == 2 and "keeps none of them" in err and len(err.strip().splitlines()) == 1

@@ -103,3 +103,25 @@ def test_run_epsilon_reads_the_config_and_counts_participations():
     assert 4 <= k <= 20 and eps["epsilon_local"] == pytest.approx(epsilon_local(2.0, k))
     assert eps["epsilon_central"] == pytest.approx(epsilon_central(1.0, 10, 50, 20)) and eps["delta"] == 1e-5
     assert run_epsilon(FederatedConfig(), 50, 0) == {}
+
+
+def test_local_dp_noise_comes_from_the_devices_secret_not_the_run_seed():
+    """Two cohorts of the same task and seed send different noisy updates (the noise is not the run seed's, which the
+    server knows), and a cohort restored from a device checkpoint sends exactly the same ones (exact resume)."""
+    from ffmrec.federated.client import ClientConfig
+    from ffmrec.federated.engines.cohort import Cohort
+    from ffmrec.tasks.linear import LinearConfig, LinearTask
+
+    def sent(cohort):
+        shared = cohort.task.initial_shared()
+        records, _, _ = cohort.train(1, [0, 1, 2], shared, ClientConfig(lr=0.1), want_records=True)
+        return torch.stack([r.tensors["weight"] for r in records])
+
+    transform = build_transform(FederatedConfig(client_clip_norm=1.0, client_noise_multiplier=1.0))
+    task = LinearTask(LinearConfig(num_users=3))
+    first, second = Cohort(task, transform=transform), Cohort(task, transform=transform)
+    assert first.store.secret != second.store.secret
+    assert not torch.equal(sent(first), sent(second))
+    restored = Cohort(task, transform=transform)
+    restored.store.load_state_dict(first.store.state_dict())
+    assert torch.equal(sent(restored), sent(first))

@@ -22,6 +22,7 @@ A chunk that raises is retried client by client, so a faulty device fails alone.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,14 @@ from ffmrec.utils.io import load_checkpoint, save_checkpoint
 
 
 class DeviceStore:
-    """Personal rows of ``clients`` (``table[name]`` is ``(len(clients), 1, ...)``) and their best-round copy."""
+    """Personal rows of ``clients`` (``table[name]`` is ``(len(clients), 1, ...)``), their best-round copy, and the
+    devices' ``secret``: the seed of their outgoing updates' randomness (local DP noise, pseudo rows), drawn from the
+    operating system and never sent. Seeded from the run's seed instead, which the server knows, that noise could be
+    regenerated and subtracted by the server (and pseudo rows told from real ones). It is kept with the devices' state,
+    so a resumed run draws the same noise."""
 
     def __init__(self, task: ClientTask, clients: np.ndarray):
+        self.secret = secrets.randbits(63)
         self.clients = np.asarray(clients, dtype=np.int64)
         self.index = {int(c): i for i, c in enumerate(self.clients)}
         rows = [task.initial_personal(int(c)) for c in self.clients]
@@ -61,9 +67,10 @@ class DeviceStore:
 
     def state_dict(self) -> dict:
         return {"table": {k: v.clone() for k, v in self.table.items()},
-                "best": {k: v.clone() for k, v in self.best.items()}}
+                "best": {k: v.clone() for k, v in self.best.items()}, "secret": self.secret}
 
     def load_state_dict(self, state: dict) -> None:
+        self.secret = int(state.get("secret", self.secret))  # a checkpoint from before the secret keeps a fresh one
         self.table = {k: v.clone() for k, v in state["table"].items()}
         self.best = {k: v.clone() for k, v in state["best"].items()}
 
@@ -167,11 +174,12 @@ class Cohort:
             with torch.no_grad():
                 deltas, personal, losses = vmap(one, randomness="error")(rows, batch)
         if self.transform is not None:
-            gens = [client_generator(task.seed, server_round, int(c), "transform") for c in chunk]
+            gens = [client_generator(self.store.secret, server_round, int(c), "transform") for c in chunk]
             deltas = self.transform(deltas, gens)
         self.store.set_rows(chunk, personal)
-        return [ClientRecord(int(c), {k: v[i] for k, v in deltas.items()}, task.weight(int(c)),
-                             {"loss": float(losses[i])}) for i, c in enumerate(chunk)]
+        reported = self.transform.metadata if self.transform is not None else (lambda w, m: (w, m))
+        return [ClientRecord(int(c), {k: v[i] for k, v in deltas.items()},
+                             *reported(task.weight(int(c)), {"loss": float(losses[i])})) for i, c in enumerate(chunk)]
 
     # --- evaluation --------------------------------------------------------------------------------------------------
     def evaluate(self, stage: str, shared: Params, client_ids, best: bool = False,

@@ -22,6 +22,10 @@ class ClientTransform:
     def __call__(self, stacked: Params, generators: list[torch.Generator]) -> Params:
         raise NotImplementedError
 
+    def metadata(self, weight: int, metrics: dict[str, float]) -> tuple[int, dict[str, float]]:
+        """The weight and metrics a client reports with its update (default: the true ones)."""
+        return weight, metrics
+
 
 @dataclass
 class ClipNorm(ClientTransform):
@@ -42,7 +46,8 @@ class ClipNorm(ClientTransform):
 
 def build_transform(cfg) -> ClientTransform | None:
     """The transform a :class:`~ffmrec.federated.config.FederatedConfig` asks for (None: send the update as is):
-    pseudo rows, then clipping, then Gaussian noise (local DP), each when configured."""
+    pseudo rows, then clipping, then Gaussian noise (local DP), then hidden metadata, each when configured."""
+    from ffmrec.federated.transforms.metadata import HideMetadata
     from ffmrec.federated.transforms.noise import Compose, GaussianNoise
     from ffmrec.federated.transforms.pseudo_rows import PseudoRows
 
@@ -54,4 +59,6 @@ def build_transform(cfg) -> ClientTransform | None:
         parts.append(ClipNorm(cfg.client_clip_norm))
     if getattr(cfg, "client_noise_multiplier", None):
         parts.append(GaussianNoise(cfg.client_noise_multiplier * cfg.client_clip_norm))
+    if getattr(cfg, "hide_metadata", False):
+        parts.append(HideMetadata())
     return None if not parts else parts[0] if len(parts) == 1 else Compose(parts)

@@ -4,7 +4,8 @@ message is a Gaussian mechanism of its clipped update, i.e. local (client-level)
 The Gaussian mechanism (Dwork & Roth, "The Algorithmic Foundations of Differential Privacy", 2014, Thm A.1; its RDP
 form, Mironov, CSF 2017): releasing ``u + N(0, (z C)^2 I)`` for ``||u|| <= C`` is ``(alpha, alpha / (2 z^2))``-RDP
 per message; :mod:`ffmrec.privacy.accounting` composes it over the rounds a client takes part in. The noise is drawn
-from the client's own ``"transform"`` stream, so every engine sends the same message.
+from the client's own ``"transform"`` stream, seeded by the devices' secret
+(:class:`~ffmrec.federated.engines.cohort.DeviceStore`), never by the run's seed, which the server knows.
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ class Compose(ClientTransform):
         for transform in self.transforms:
             stacked = transform(stacked, generators)
         return stacked
+
+    def metadata(self, weight: int, metrics: dict[str, float]) -> tuple[int, dict[str, float]]:
+        for transform in self.transforms:
+            weight, metrics = transform.metadata(weight, metrics)
+        return weight, metrics

@@ -56,6 +56,7 @@ from flwr.serverapp import Grid, ServerApp
 from ffmrec.federated.client import ClientConfig
 from ffmrec.federated.engines.flower import records as R
 from ffmrec.federated.engines.flower.executor import FlowerGridExecutor
+from ffmrec.federated.engines.flower.secagg import client_mod as secure_aggregation_mod
 
 log = logging.getLogger("ffmrec.flower")
 
@@ -184,7 +185,7 @@ def make_client_app(overrides: Mapping[str, object] | None = None) -> ClientApp:
         except Exception as exc:  # noqa: BLE001
             return _error_reply(msg, exc)
 
-    @app.train()
+    @app.train(mods=[secure_aggregation_mod(overrides)])  # SecAgg+ when the run config says so
     def train(msg: Message, context: Context) -> Message:
         try:
             ids = _users_of(msg, context)

@@ -49,6 +49,7 @@ def flower_run_config(config, out_dir: Path) -> dict:
         "task-factory": "ffmrec.federated.engines.flower.engine:build_node_task",
         "driver": "ffmrec.federated.engines.flower.engine:run_driver",
         "client-timeout": float(config.federated.client_timeout),
+        "secure-aggregation": bool(getattr(config.federated, "secure_aggregation", False)),  # devices refuse plain train
         # Ray actors or SuperNode processes on a loaded machine can take minutes to answer the first query
         "discovery-timeout": max(300.0, float(config.federated.client_timeout)),
     }
@@ -217,7 +218,12 @@ def server_engine(flat: dict, executor):
     (the resolver reads ``ffmrec-config-object``), else the config rebuilt from the flat run config."""
     config, build_task = _resolve(flat)
     task = build_task(config, None)
-    return config, task, FlowerEngine(executor, task, per_user=config.federated.message_mode == "per-user")
+    engine = FlowerEngine(executor, task, per_user=config.federated.message_mode == "per-user")
+    if getattr(config.federated, "secure_aggregation", False):
+        from ffmrec.federated.engines.flower.secagg import SecAggPlusEngine
+
+        engine = SecAggPlusEngine(engine, config.federated)
+    return config, task, engine
 
 
 def run_driver(flat: dict, executor) -> FederatedResult:
@@ -233,10 +239,18 @@ def run_driver(flat: dict, executor) -> FederatedResult:
     return run_server(task, engine, strategy, fed, out_dir, config.seed, observers, progress=False)
 
 
+def _check_secure_aggregation(config, num_users: int) -> None:
+    if getattr(config.federated, "secure_aggregation", False):
+        from ffmrec.federated.engines.flower.secagg import check_one_user_per_node
+
+        check_one_user_per_node(config.federated, num_users)
+
+
 def run_flower_simulation(config, out_dir: Path, num_users: int) -> FederatedResult:
     """A whole federated run in Flower's simulation engine (in-process, Ray backend)."""
     from ffmrec.federated.engines.flower.simulation import run_flower_simulation as simulate
 
+    _check_secure_aggregation(config, num_users)
     nodes = max(1, min(config.federated.num_supernodes, num_users))
     flat = {**flower_run_config(config, out_dir), "task-factory": f"{__name__}:build_shared_task"}
     return simulate(flat, nodes, server_extra={CONFIG_OBJECT_KEY: config})
@@ -252,6 +266,7 @@ def run_flower_deployment(config, out_dir: Path, num_users: int) -> FederatedRes
     from ffmrec.errors import FFMRecError
     from ffmrec.federated.engines.flower.deploy import DeploymentCluster, DeploymentError, read_result
 
+    _check_secure_aggregation(config, num_users)
     result_dir = Path(out_dir).resolve() / "flower-result"
     flat = {**flower_run_config(config, out_dir), "output-dir": str(result_dir)}
     nodes = max(1, min(config.federated.num_supernodes, num_users))

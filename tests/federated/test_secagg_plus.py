@@ -1,0 +1,291 @@
+"""Secure aggregation (Flower's SecAgg+) on the Flower engines: the server sees only the sum.
+
+The first tests run Flower's ``SecAggPlusWorkflow`` and ``secaggplus_mod`` around ffmrec's real ClientApp through an
+in-process Grid (no Ray, a second each) on the per-user linear task with unequal weights: every masked upload the
+server receives is unrelated to the device's update, and the unmasked aggregate is the plain weighted mean within
+the quantization error. The slow test runs a recipe in Flower's simulation engine with and without secure
+aggregation: the same global model within the quantization error.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from itertools import count
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.common import bytes_to_ndarray
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+from flwr.supercore.task_identity import TaskIdentity
+
+from ffmrec.errors import ConfigError
+from ffmrec.federated.client import ClientConfig
+from ffmrec.federated.config import FederatedConfig, SecAggConfig
+from ffmrec.federated.engines.flower import records as R
+from ffmrec.federated.engines.flower.apps import make_client_app
+from ffmrec.federated.engines.flower.engine import RESOLVER_KEY, RUN_DIR_KEY, FlowerEngine, run_driver
+from ffmrec.federated.engines.flower.executor import FlowerGridExecutor
+from ffmrec.federated.engines.flower.secagg import MODULUS, RUN_CONFIG_KEY, SecAggPlusEngine, check_one_user_per_node
+from ffmrec.federated.server import check_round
+from ffmrec.tasks.linear import LinearTask, from_flat
+
+CLIP, LEVELS = 8.0, 2**22
+
+
+class UnequalLinearTask(LinearTask):
+    """The linear task with weights 3..8 (so the weighted mean is not the plain mean)."""
+
+    def weight(self, client: int) -> int:
+        return 3 + (5 * client) % 6
+
+
+def resolve(flat: dict):
+    """Method resolver of these tests: the linear task, per-user on a Flower engine, SecAgg+ as the flat config says."""
+    config, _ = from_flat(flat)
+    fed = dataclasses.replace(config.federated, engine="flower-sim", message_mode="per-user",
+                              num_supernodes=config.linear.num_users,
+                              secure_aggregation=bool(flat.get(RUN_CONFIG_KEY, False)))
+    config.federated = fed
+    return config, lambda c, partition: UnequalLinearTask(c.linear)
+
+
+def flat_config(run_dir, secure, **kw):
+    return {RESOLVER_KEY: f"{__name__}:resolve", RUN_DIR_KEY: str(run_dir), RUN_CONFIG_KEY: secure, "dim": 64,
+            "out": 4, "num-users": 6, **kw}
+
+
+class LoopbackGrid:
+    """An in-process Grid: node ``1000 + i`` holds partition ``i`` and runs the real ``client_app`` with its own
+    Context."""
+
+    def __init__(self, num_nodes, flat):
+        self.app = make_client_app(flat)
+        self.contexts = {1000 + i: Context(run_id=1, node_id=1000 + i, state=RecordDict(), run_config={},
+                                           node_config={R.PARTITION_ID: i, R.NUM_PARTITIONS: num_nodes})
+                         for i in range(num_nodes)}
+        self.pending, self._ids = {}, count()
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = f"m{next(self._ids)}"
+            self.pending[msg.metadata.message_id] = copy.deepcopy(msg)  # a real Grid serializes each message
+            ids.append(msg.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids):
+        out = []
+        for msg_id in list(message_ids):
+            msg = self.pending.pop(msg_id, None)
+            if msg is not None:
+                reply = self.app(msg, self.contexts[msg.metadata.dst_node_id])
+                reply.metadata.__dict__["_message_id"] = f"r{msg_id}"
+                out.append(reply)
+        return out
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(list(messages)))
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    """Message() needs the identity of the running task (set by Flower in a real ServerApp process)."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def one_round(tmp_path, users, **kw):
+    """Round 1 of ``users`` twice from the same global model: under SecAgg+ (the engine, and every reply the server
+    received) and in the clear (each user's record)."""
+    flat = flat_config(tmp_path / "secure", True, **kw)
+    config, build = resolve(flat)
+    task = build(config, None)
+    shared = {"weight": 0.1 * torch.randn(4, 64, generator=torch.Generator().manual_seed(1))}
+    received = []
+    grid = LoopbackGrid(6, flat)
+    engine = SecAggPlusEngine(FlowerEngine(FlowerGridExecutor(grid, timeout=5, discovery_timeout=5), task, True),
+                              config.federated, received)
+    secure = check_round(engine.train_round(1, users, shared, ClientConfig(lr=0.1), False), task.shared_specs(), 8)
+    plain_flat = flat_config(tmp_path / "plain", False, **kw)
+    plain = FlowerEngine(FlowerGridExecutor(LoopbackGrid(6, plain_flat), timeout=5, discovery_timeout=5), task, True)
+    clear = check_round(plain.train_round(1, users, shared, ClientConfig(lr=0.1), True), task.shared_specs(), 8)
+    return engine, secure, {r.client_id: r for r in clear.records}, received
+
+
+def masked_uploads(received, engine):
+    """``{user: masked vector}`` from the stage-2 replies the server received."""
+    user_of = {engine.executor.node_for(u): u for u in range(6)}
+    out = {}
+    for reply in received:
+        if not reply.has_error() and Key.MASKED_PARAMETERS in reply.content.config_records[RECORD_KEY_CONFIGS]:
+            arrays = [bytes_to_ndarray(b) for b in reply.content.config_records[RECORD_KEY_CONFIGS][Key.MASKED_PARAMETERS]]
+            out[user_of[reply.metadata.src_node_id]] = (reply, arrays)
+    return out
+
+
+def test_the_server_sees_only_the_weighted_sum(tmp_path):
+    engine, secure, records, received = one_round(tmp_path, [0, 1, 2, 3, 4, 5])
+    assert secure.failures == [] and len(secure.partials) == 1
+    part = secure.partials[0]
+    weights = {u: 3 + (5 * u) % 6 for u in range(6)}
+    assert {u: r.weight for u, r in records.items()} == weights  # 3, 8, 7, 6, 5, 4
+    # the unmasked aggregate: sum_u n_u * delta_u / sum_u n_u, total weight 33, mean loss, within the quantization
+    # error (one level of 2 * CLIP / LEVELS per device in units of n_u / max_weight, weights quantized to 1 / LEVELS)
+    total = sum(weights.values())
+    plain = sum(weights[u] * records[u].tensors["weight"].double() for u in range(6)) / total
+    secure_mean = part.sums["weight"] / part.weight
+    tolerance = 6 * (2 * CLIP / LEVELS) / (total / 8)
+    assert part.client_ids == list(range(6)) and part.count == 6 and part.weight == total
+    assert float((secure_mean - plain).abs().max()) < tolerance
+    assert float(plain.abs().max()) > 1000 * tolerance  # a real update, not a vanishing one
+    loss = sum(weights[u] * records[u].metrics["loss"] for u in range(6)) / total
+    assert part.loss_sum / part.weight == pytest.approx(loss, abs=64 * tolerance)
+    # what the server received of each device: a masked vector, unrelated to the device's update, and nothing else
+    uploads = masked_uploads(received, engine)
+    assert sorted(uploads) == list(range(6))
+    for u, (reply, (factor, masked, stats)) in uploads.items():
+        truth = records[u].tensors["weight"].double().numpy().ravel()
+        values = masked.astype(np.float64).ravel()
+        assert masked.shape == (4, 64) and values.min() >= 0 and values.max() < MODULUS
+        assert abs(np.corrcoef(values, truth)[0, 1]) < 0.35  # 256 coordinates: 1 / 16 is one standard deviation
+        naive = (values * 2 * CLIP / LEVELS - CLIP) * 8 / weights[u]  # read as if unmasked
+        assert np.median(np.abs(naive - truth)) > 1e3 * float(np.abs(truth).max())
+        assert values.max() > MODULUS / 2 > values.min()  # masks fill the 32-bit range (the updates use ~2^21)
+        assert reply.content.metric_records["fitres.num_examples"]["num_examples"] == 0  # the weight travels masked
+        assert all(len(a) == 0 for a in reply.content.array_records.values())  # no update in the clear
+        assert dict(reply.content.config_records["fitres.metrics"]) == {}  # nor the loss
+    # the masked vectors alone do not add up to the sum: the private masks come off only with the shares
+    masked_sum = sum(a[1].astype(np.int64) for _, a in uploads.values()) % MODULUS
+    assert np.abs(masked_sum * 2 * CLIP / LEVELS - 6 * CLIP - plain.numpy() * total / 8).min() > 1.0
+
+
+def test_a_device_dropping_out_after_sharing_its_keys_is_left_out_of_the_sum(tmp_path):
+    engine, secure, records, _ = one_round(tmp_path, [0, 1, 2, 3, 4, 5], **{"fail-users": "2"})
+    assert [u for u, _ in secure.failures] == [2] and "fails on purpose" in secure.failures[0][1]
+    part = secure.partials[0]
+    survivors = [0, 1, 3, 4, 5]
+    weights = {u: records[u].weight for u in survivors}
+    plain = sum(weights[u] * records[u].tensors["weight"].double() for u in survivors) / sum(weights.values())
+    assert part.client_ids == survivors and part.weight == sum(weights.values())
+    assert float((part.sums["weight"] / part.weight - plain).abs().max()) < 5 * (2 * CLIP / LEVELS) / (26 / 8)
+
+
+def test_a_secure_device_refuses_a_plain_train_message(tmp_path):
+    flat = flat_config(tmp_path, True)
+    grid = LoopbackGrid(6, flat)
+    content = RecordDict({R.META: ConfigRecord({R.USER_IDS: [1], R.SERVER_ROUND: 1, R.SESSION: "s",
+                                                R.WANT_RECORDS: True})})
+    reply = grid.app(Message(content, 1001, R.TRAIN), grid.contexts[1001])
+    assert reply.has_error() and "plain train message" in reply.error.reason
+
+
+def test_driver_runs_secure_rounds_like_plain_ones(tmp_path):
+    """ffmrec's driver over the secure engine (the ServerApp's path): 3 rounds of 4 of 6 users, the same model as
+    the plain per-user run within the quantization error, and the same history but for the rounding."""
+    results = {}
+    for secure in (False, True):
+        flat = flat_config(tmp_path / str(secure), secure, rounds=3, **{"clients-per-round": 4})
+        results[secure] = run_driver(flat, FlowerGridExecutor(LoopbackGrid(6, flat), timeout=5, discovery_timeout=5))
+    a = torch.load(tmp_path / "False" / "server.pt", weights_only=False)["params"]["weight"]
+    b = torch.load(tmp_path / "True" / "server.pt", weights_only=False)["params"]["weight"]
+    assert float((a - b).abs().max()) < 3 * 4 * (2 * CLIP / LEVELS) / (12 / 8) and float(a.abs().max()) > 0.1
+    lines = {s: [json.loads(x) for x in (tmp_path / str(s) / "history.jsonl").read_text().splitlines()]
+             for s in (False, True)}
+    assert [line["ok"] for line in lines[True]] == [line["ok"] for line in lines[False]] == [4, 4, 4]
+    assert [line["loss"] for line in lines[True]] == pytest.approx([line["loss"] for line in lines[False]], abs=1e-3)
+    assert results[True].test == pytest.approx(results[False].test, rel=1e-3)
+
+
+BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", secure_aggregation=True,
+            clients_per_round=8, num_supernodes=16)
+
+
+@pytest.mark.parametrize("change,setting", [
+    ({"engine": "fast"}, "federated.engine"),
+    ({"engine": "flower-deploy"}, "engine=flower-sim"),
+    ({"message_mode": "cohort"}, "message_mode=per-user"),
+    ({"strategy": "median"}, "strategy=median"),
+    ({"strategy": "krum"}, "strategy=krum"),
+    ({"strategy": "trimmed_mean"}, "strategy=trimmed_mean"),
+    ({"strategy": "rowwise_fedavg"}, "strategy=rowwise_fedavg"),
+    ({"strategy": "lora_product"}, "strategy=lora_product"),
+    ({"max_update_norm": 1.0}, "max_update_norm"),
+    ({"central_noise_multiplier": 1.0}, "central_noise_multiplier"),
+    ({"record_rounds": [1]}, "record_rounds"),
+    ({"audit": True}, "federated.audit"),
+    ({"clients_per_round": 1, "min_clients": 1}, "at least 2 clients"),
+    ({"clients_per_round": 1024}, "quantization_range"),
+], ids=lambda v: str(v) if isinstance(v, str) else next(iter(v)))
+def test_impossible_combinations_are_refused_with_the_setting_and_the_fix(change, setting):
+    with pytest.raises(ConfigError, match=setting) as err:
+        FederatedConfig(**{**BASE, **change})
+    assert "\n" not in str(err.value) and "secure" in str(err.value)
+
+
+@pytest.mark.parametrize("secagg,setting", [({"num_shares": 2}, "num_shares"),
+                                            ({"reconstruction_threshold": 0.0}, "reconstruction_threshold"),
+                                            ({"clipping_range": 0.0}, "clipping_range")])
+def test_bad_secagg_parameters_are_refused(secagg, setting):
+    with pytest.raises(ConfigError, match=setting):
+        SecAggConfig(**secagg)
+
+
+def test_linear_strategies_and_client_side_privacy_are_accepted():
+    for strategy in ("fedavg", "fedprox", "fedadam"):
+        FederatedConfig(**{**BASE, "strategy": strategy, "client_clip_norm": 1.0, "client_noise_multiplier": 0.5})
+    FederatedConfig(**{**BASE, "clients_per_round": 1023})  # 1023 * 2^22 < 2^32
+    check_one_user_per_node(FederatedConfig(**BASE), 16)
+    with pytest.raises(ConfigError, match="num_supernodes >= 17"):
+        check_one_user_per_node(FederatedConfig(**BASE), 17)
+
+
+def write_interactions(path, num_users=10, num_items=20, seed=3):
+    rng = np.random.default_rng(seed)
+    rows = ["user,item,timestamp"]
+    for u in range(num_users):
+        for t, i in enumerate(rng.integers(1, num_items + 1, size=rng.integers(4, 10))):
+            rows.append(f"{u},{i},{t}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_path, monkeypatch):
+    """FedSASRec in Flower's simulation engine (Ray), per-user messages on one SuperNode per user, 2 rounds of 5 of
+    10 users: with SecAgg+ the same global model and metrics as without, within the quantization error."""
+    from ffmrec.pipeline import pipeline
+    from ffmrec.recipes import load_recipe
+
+    monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_interactions(tmp_path / "interactions.csv")
+    common = ["model.max_len=8", "model.hidden_size=16", "model.inner_size=32", "model.dropout=0.0",
+              "federated.rounds=2", "federated.clients_per_round=5", "federated.eval_every=2",
+              "federated.strategy=fedavg", "federated.server_lr=1.0", "federated.client.lr=0.5",
+              "federated.client.personal_lr=0.2", "federated.num_supernodes=10", "federated.engine=flower-sim",
+              "federated.message_mode=per-user", "federated.client_timeout=120"]
+    runs = {}
+    for secure in (False, True):
+        config = load_recipe("fedsasrec", str(data), [*common, f"federated.secure_aggregation={str(secure).lower()}"])
+        runs[secure] = pipeline(config, tmp_path / f"secure-{secure}", progress=False)
+    a = torch.load(runs[False].out_dir / "server.pt", weights_only=False)
+    b = torch.load(runs[True].out_dir / "server.pt", weights_only=False)
+    moved = 0.0
+    for name, value in a["params"].items():
+        torch.testing.assert_close(b["params"][name], value, atol=1e-4, rtol=0)
+        moved = max(moved, float((value - a["best_params"][name]).abs().max()))
+    lines = {s: [json.loads(x) for x in (runs[s].out_dir / "history.jsonl").read_text().splitlines()]
+             for s in (False, True)}
+    assert [line["ok"] for line in lines[True]] == [line["ok"] for line in lines[False]] == [5, 5]
+    assert [line["loss"] for line in lines[True]] == pytest.approx([line["loss"] for line in lines[False]], abs=1e-3)
+    assert runs[True].metrics == pytest.approx(runs[False].metrics, abs=0.02)
+
