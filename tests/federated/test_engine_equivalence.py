@@ -9,23 +9,12 @@ engine with the fast one.)
 
 import json
 
-import numpy as np
 import pytest
 import torch
+from engine_data import write_interactions
 
 from ffmrec.pipeline import pipeline
 from ffmrec.recipes import load_recipe
-
-
-def write_interactions(path, num_users=24, num_items=20, seed=3):
-    rng = np.random.default_rng(seed)
-    rows = ["user,item,timestamp"]
-    for u in range(num_users):
-        for t, i in enumerate(rng.integers(1, num_items + 1, size=rng.integers(4, 10))):
-            rows.append(f"{u},{i},{t}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
 
 COMMON = ["model.max_len=8", "model.hidden_size=16", "model.inner_size=32", "model.dropout=0.0",
           "federated.rounds=3", "federated.clients_per_round=7", "federated.eval_every=1", "federated.server_lr=1.0",

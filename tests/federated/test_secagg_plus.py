@@ -17,6 +17,7 @@ from itertools import count
 import numpy as np
 import pytest
 import torch
+from engine_data import write_interactions
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common import bytes_to_ndarray
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
@@ -248,16 +249,6 @@ def test_linear_strategies_and_client_side_privacy_are_accepted():
         check_one_user_per_node(FederatedConfig(**BASE), 17)
 
 
-def write_interactions(path, num_users=10, num_items=20, seed=3):
-    rng = np.random.default_rng(seed)
-    rows = ["user,item,timestamp"]
-    for u in range(num_users):
-        for t, i in enumerate(rng.integers(1, num_items + 1, size=rng.integers(4, 10))):
-            rows.append(f"{u},{i},{t}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_path, monkeypatch):
@@ -267,7 +258,7 @@ def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_pat
     from ffmrec.recipes import load_recipe
 
     monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
-    data = write_interactions(tmp_path / "interactions.csv")
+    data = write_interactions(tmp_path / "interactions.csv", num_users=10)
     common = ["model.max_len=8", "model.hidden_size=16", "model.inner_size=32", "model.dropout=0.0",
               "federated.rounds=2", "federated.clients_per_round=5", "federated.eval_every=2",
               "federated.strategy=fedavg", "federated.server_lr=1.0", "federated.client.lr=0.5",
