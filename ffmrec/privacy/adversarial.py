@@ -49,7 +49,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ffmrec.errors import ConfigError, DataError
-from ffmrec.tasks.base import ClientTask, Params
+from ffmrec.tasks.base import ClientTask, Params, TaskWrapper
 
 #: The personal parameter holding each client's adversary head.
 HEAD = "adversary.weight"
@@ -120,7 +120,7 @@ class _Encoder(nn.Module):
 
 
 # --- the task wrapper ------------------------------------------------------------------------------------------------
-class TraitAdversaryTask(ClientTask):
+class TraitAdversaryTask(TaskWrapper):
     """``inner`` (a functional next-item task with a model that has ``encode_sequence``: FedSASRec, FedCL4SRec,
     LUMOS) with the adversarial trait-removal term added to its local objective (see the module docstring). Every
     other seam is the inner task's; the head is one more personal parameter, the shared names are unchanged.
@@ -134,42 +134,15 @@ class TraitAdversaryTask(ClientTask):
             raise ConfigError(f"privacy.adversarial_weight={cfg.adversarial_weight} needs a functional sequential "
                               f"task with a sequence encoder, but {type(inner).__name__} has none: use fedsasrec, "
                               "fedcl4srec or lumos, or set privacy.adversarial_weight=0.")
-        self.inner = inner
+        super().__init__(inner)
         self.model = model
         self.cfg = cfg
         self.num_classes = int(num_classes)
         self.labels = {int(c): int(labels[int(c)]) for c in getattr(inner, "histories", range(inner.num_clients))}
-        self.seed = inner.seed
-        self.shared_names = list(inner.shared_names)
         self.model_personal = tuple(inner.personal_names)
         self.personal_names = (*self.model_personal, HEAD)
-        self.embedding_params = inner.embedding_params
-        self.fusable = inner.fusable
-        self.metric_kind = inner.metric_kind
         self.encoder = _Encoder(model)
         self.hidden = int(model.cfg.hidden_size)
-
-    def __getattr__(self, name):  # anything else the engines or wrappers read (histories, split, max_len, ...)
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    @property
-    def num_clients(self) -> int:
-        return self.inner.num_clients
-
-    def weight(self, client: int) -> int:
-        return self.inner.weight(client)
-
-    @property
-    def max_weight(self) -> int:
-        return self.inner.max_weight
-
-    def initial_shared(self) -> Params:
-        return self.inner.initial_shared()
-
-    def shared_specs(self):
-        return self.inner.shared_specs()
 
     def initial_personal(self, client: int) -> Params:
         head = torch.zeros(1, self.num_classes, self.hidden)  # zero: the same for every labelling (module docstring)
@@ -216,12 +189,6 @@ class TraitAdversaryTask(ClientTask):
     # --- evaluation: the inner task's (the head plays no part) -----------------------------------------------------
     def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
         return self.inner.evaluate(stage, shared, {k: v for k, v in personal.items() if k != HEAD}, clients)
-
-    def summarize(self, columns: dict[str, np.ndarray]) -> dict[str, float]:
-        return self.inner.summarize(columns)
-
-    def failed_columns(self, num: int) -> dict[str, np.ndarray]:
-        return self.inner.failed_columns(num)
 
 
 def build_trait_adversary(task: ClientTask, cfg: PrivacyConfig, dataset) -> ClientTask:

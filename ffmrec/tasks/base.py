@@ -140,6 +140,79 @@ class ClientTask:
         raise NotImplementedError
 
 
+class TaskWrapper(ClientTask):
+    """A task that changes some seams of an ``inner`` task and hands every other seam, and every attribute it does not
+    define (``histories``, ``split``, ``model``, ...), to ``inner``. Subclasses override only what they change."""
+
+    def __init__(self, inner: ClientTask):
+        self.inner = inner
+        self.seed = inner.seed
+        self.trainer = inner.trainer
+        self.fusable = inner.fusable
+        self.metric_kind = inner.metric_kind
+        self.shared_names = list(inner.shared_names)
+        self.personal_names = tuple(inner.personal_names)
+        self.embedding_params = inner.embedding_params
+
+    def __getattr__(self, name):
+        if name == "inner":  # not set yet (during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def unwrapped(self) -> ClientTask:
+        """The innermost task (the one that holds the data and the model)."""
+        task = self.inner
+        return task.unwrapped if isinstance(task, TaskWrapper) else task
+
+    @property
+    def num_clients(self) -> int:
+        return self.inner.num_clients
+
+    def weight(self, client: int) -> int:
+        return self.inner.weight(client)
+
+    @property
+    def max_weight(self) -> int:
+        return self.inner.max_weight
+
+    def initial_shared(self) -> Params:
+        return self.inner.initial_shared()
+
+    def initial_personal(self, client: int) -> Params:
+        return self.inner.initial_personal(client)
+
+    def shared_specs(self):
+        return self.inner.shared_specs()
+
+    def prepare(self, client: int, server_round: int) -> dict:
+        return self.inner.prepare(client, server_round)
+
+    def collate(self, prepared: Sequence[dict]) -> dict:
+        return self.inner.collate(prepared)
+
+    def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
+        return self.inner.objective(params, batch, compact=compact)
+
+    def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
+        return self.inner.fused_sum(params, batch, weights)
+
+    def train_stateful(self, client: int, server_round: int, shared: Params, personal: Params, cfg):
+        return self.inner.train_stateful(client, server_round, shared, personal, cfg)
+
+    def private_arrays(self, client: int, server_round: int) -> dict[str, torch.Tensor]:
+        return self.inner.private_arrays(client, server_round)
+
+    def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
+        return self.inner.evaluate(stage, shared, personal, clients)
+
+    def summarize(self, columns: dict[str, np.ndarray]) -> dict[str, float]:
+        return self.inner.summarize(columns)
+
+    def failed_columns(self, num: int) -> dict[str, np.ndarray]:
+        return self.inner.failed_columns(num)
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
     out = {}
     for key, value in tree.items():

@@ -312,3 +312,20 @@ def test_composes_with_lumos_fused_equals_per_client_and_the_trait_moves_no_reco
         assert set(x.tensors) == set(inner.shared_names) and x.metrics == y.metrics
         assert all(torch.allclose(x.tensors[k], y.tensors[k], atol=1e-6) for k in x.tensors)
     assert torch.allclose(fused.store.table[HEAD], a.store.table[HEAD], atol=1e-6)
+
+
+def test_poisoning_on_top_of_the_adversarial_objective_still_measures_the_targets_exposure(data):
+    """Both wrappers at once (the trait adversary inside, the attackers outside): the target's exposure is ranked by
+    the task that evaluates, and the attackers' crafted histories reach the inner task's clients."""
+    task = build_federated_task(load_recipe("fedsasrec", str(data), [
+        *TINY, "privacy.adversarial_weight=1", "federated.adversary.fraction=0.1", "federated.adversary.target_item=3"]))
+    assert isinstance(task.inner, TraitAdversaryTask)
+    assert task.unwrapped.exposure_item == 3 and task.unwrapped is task.inner.inner
+    shared = task.initial_shared()
+    clients = np.array(sorted(task.histories)[:6])
+    personal = {k: torch.cat([task.initial_personal(int(c))[k] for c in clients]) for k in task.personal_names}
+    columns = task.evaluate("valid", shared, personal, clients)
+    assert "exposure_rank" in columns and len(columns["exposure_rank"]) == len(clients)
+    assert columns["honest"].tolist() == [int(int(c) not in task.malicious) for c in clients]
+    attacker = min(task.malicious)
+    assert 3 in task.prepare(attacker, 1)["targets"].tolist()  # the crafted objective promotes the target

@@ -32,7 +32,7 @@ import torch
 
 from ffmrec.errors import ConfigError
 from ffmrec.federated.adversary.config import AdversaryConfig
-from ffmrec.tasks.base import ClientTask, Params
+from ffmrec.tasks.base import ClientTask, Params, TaskWrapper
 
 
 def malicious_clients(num_clients: int, fraction: float, seed: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def fake_history(counts: np.ndarray, length: int, popular_items: int, rng: np.ra
     return rng.choice(order, size=length, replace=True, p=probs).astype(np.int64)
 
 
-class PoisonedTask(ClientTask):
+class PoisonedTask(TaskWrapper):
     """``inner`` with the clients in ``malicious`` replaced by attackers promoting ``target`` (module docstring).
 
     :param inner: a next-item task holding ``histories`` (its clients' training histories).
@@ -95,44 +95,18 @@ class PoisonedTask(ClientTask):
         if not 1 <= target <= num_items:
             raise ConfigError(f"federated.adversary.target_item={target} is not an item of the dataset "
                               f"(ids 1..{num_items}): choose one in that range, or null for a seeded unpopular item.")
-        self.inner = inner
+        super().__init__(inner)
         self.malicious = frozenset(int(c) for c in malicious)
         self.target, self.boost = int(target), float(boost)
-        self.seed = inner.seed
-        self.trainer = inner.trainer
         if self.malicious and inner.trainer != "functional":
             raise ConfigError(f"federated.adversary.fraction > 0 needs a functional trainer; {type(inner).__name__} "
                               "trains statefully.")
         self.fusable = inner.fusable and not self.malicious  # a boosted objective is not a position mean
-        self.metric_kind = inner.metric_kind
-        self.shared_names = inner.shared_names
-        self.personal_names = inner.personal_names
-        self.embedding_params = inner.embedding_params
-        inner.exposure_item, inner.exposure_k = self.target, exposure_k
+        base = inner.unwrapped if isinstance(inner, TaskWrapper) else inner  # the task that evaluates
+        base.exposure_item, base.exposure_k = self.target, exposure_k
         for c in sorted(self.malicious & set(inner.histories)):  # the attacker's device holds crafted data
             rng = np.random.default_rng((seed, c, 0xFA4E))
             inner.histories[c] = fake_history(counts, inner.max_weight + 1, popular_items, rng, exclude=self.target)
-
-    # --- the population and parameters: the inner task's -------------------------------------------------------------
-    @property
-    def num_clients(self) -> int:
-        return self.inner.num_clients
-
-    def weight(self, client: int) -> int:
-        return self.inner.weight(client)
-
-    @property
-    def max_weight(self) -> int:
-        return self.inner.max_weight
-
-    def initial_shared(self) -> Params:
-        return self.inner.initial_shared()
-
-    def initial_personal(self, client: int) -> Params:
-        return self.inner.initial_personal(client)
-
-    def shared_specs(self):
-        return self.inner.shared_specs()
 
     # --- on the device ------------------------------------------------------------------------------------------------
     def prepare(self, client: int, server_round: int) -> dict:
@@ -156,12 +130,6 @@ class PoisonedTask(ClientTask):
     def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
         # only reached without malicious clients (fusable), where every boost is 1
         return self.inner.fused_sum(params, {k: v for k, v in batch.items() if k != "boost"}, weights)
-
-    def train_stateful(self, client: int, server_round: int, shared: Params, personal: Params, cfg):
-        return self.inner.train_stateful(client, server_round, shared, personal, cfg)  # only without attackers
-
-    def private_arrays(self, client: int, server_round: int) -> dict[str, torch.Tensor]:
-        return self.inner.private_arrays(client, server_round)
 
     # --- evaluation: the honest users' -------------------------------------------------------------------------------
     def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
