@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 from itertools import count
 
 import numpy as np
@@ -104,7 +105,31 @@ def task_identity():
     TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
 
 
-def one_round(tmp_path, users, **kw):
+class LateContextGrid(LoopbackGrid):
+    """A loaded SuperNode of Flower's deployment engine: a ClientApp process pushes its context after its reply, so
+    the next message's process starts from the node's context as it was before the previous message."""
+
+    def __init__(self, num_nodes, flat):
+        super().__init__(num_nodes, flat)
+        self.history = {node: [copy.deepcopy(c)] for node, c in self.contexts.items()}
+        self.stale = 0
+
+    def pull_messages(self, message_ids):
+        out = []
+        for msg_id in list(message_ids):
+            msg = self.pending.pop(msg_id, None)
+            if msg is not None:
+                history = self.history[msg.metadata.dst_node_id]
+                context = copy.deepcopy(history[-2] if len(history) > 1 else history[-1])
+                self.stale += len(history) > 1
+                reply = self.app(msg, context)
+                history.append(context)
+                reply.metadata.__dict__["_message_id"] = f"r{msg_id}"
+                out.append(reply)
+        return out
+
+
+def one_round(tmp_path, users, grid_type=LoopbackGrid, **kw):
     """Round 1 of ``users`` twice from the same global model: under SecAgg+ (the engine, and every reply the server
     received) and in the clear (each user's record)."""
     flat = flat_config(tmp_path / "secure", True, **kw)
@@ -112,7 +137,7 @@ def one_round(tmp_path, users, **kw):
     task = build(config, None)
     shared = {"weight": 0.1 * torch.randn(4, 64, generator=torch.Generator().manual_seed(1))}
     received = []
-    grid = LoopbackGrid(6, flat)
+    grid = grid_type(6, flat)
     engine = SecAggPlusEngine(FlowerEngine(FlowerGridExecutor(grid, timeout=5, discovery_timeout=5), task, True),
                               config.federated, received)
     secure = check_round(engine.train_round(1, users, shared, ClientConfig(lr=0.1), False), task.shared_specs(), 8)
@@ -180,6 +205,20 @@ def test_a_device_dropping_out_after_sharing_its_keys_is_left_out_of_the_sum(tmp
     assert float((part.sums["weight"] / part.weight - plain).abs().max()) < 5 * (2 * CLIP / LEVELS) / (26 / 8)
 
 
+def test_devices_starting_from_the_context_before_the_last_still_sum_securely(tmp_path):
+    """Each stage's ClientApp gets the node's context of two stages ago (Flower pushes a process's context after its
+    reply): the devices read their SecAgg+ state back from their own disk, all 6 take part, the sum is right, and
+    no state file (the round's secrets) is left after unmasking."""
+    engine, secure, records, _ = one_round(tmp_path, [0, 1, 2, 3, 4, 5], grid_type=LateContextGrid)
+    assert secure.failures == [] and secure.partials[0].client_ids == list(range(6))
+    assert engine.executor.grid.stale >= 6 * 3  # share keys, collect, unmask of every device: stale contexts
+    part = secure.partials[0]
+    weights = {u: records[u].weight for u in range(6)}
+    plain = sum(weights[u] * records[u].tensors["weight"].double() for u in range(6)) / sum(weights.values())
+    assert float((part.sums["weight"] / part.weight - plain).abs().max()) < 6 * (2 * CLIP / LEVELS) / (33 / 8)
+    assert not list((tmp_path / "secure" / "devices").glob("*/secaggplus-*"))
+
+
 def test_a_secure_device_refuses_a_plain_train_message(tmp_path):
     flat = flat_config(tmp_path, True)
     grid = LoopbackGrid(6, flat)
@@ -212,7 +251,6 @@ BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", sec
 
 @pytest.mark.parametrize("change,setting", [
     ({"engine": "fast"}, "federated.engine"),
-    ({"engine": "flower-deploy"}, "engine=flower-sim"),
     ({"message_mode": "cohort"}, "message_mode=per-user"),
     ({"strategy": "median"}, "strategy=median"),
     ({"strategy": "krum"}, "strategy=krum"),
@@ -280,3 +318,44 @@ def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_pat
     assert [line["loss"] for line in lines[True]] == pytest.approx([line["loss"] for line in lines[False]], abs=1e-3)
     assert runs[True].metrics == pytest.approx(runs[False].metrics, abs=0.02)
 
+
+
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_deployment_with_secure_aggregation_gives_the_plain_model(tmp_path, monkeypatch):
+    """FedSASRec on a SuperLink and 4 SuperNodes as processes (TLS, SuperNode authentication; a new ClientApp process
+    per message), one user per SuperNode, 2 rounds of 3 of 4 users under SecAgg+: every device takes part in every
+    round, the global model, losses and metrics are the fast simulator's without secure aggregation within the
+    quantization error, no device keeps a round's secrets on its disk, and every process the run started is gone."""
+    from ffmrec.federated.engines.flower.deploy.processes import descendants, processes_mentioning
+    from ffmrec.methods import build_federated_task
+    from ffmrec.pipeline import pipeline
+    from ffmrec.recipes import load_recipe
+
+    monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_interactions(tmp_path / "interactions.csv", num_users=4)
+    common = ["model.max_len=8", "model.hidden_size=8", "model.inner_size=16", "model.num_layers=1",
+              "model.num_heads=1", "model.dropout=0.0", "federated.rounds=2", "federated.clients_per_round=3",
+              "federated.eval_every=1", "federated.strategy=fedavg", "federated.server_lr=1.0",
+              "federated.client.lr=0.5", "federated.client.personal_lr=0.2", "federated.num_supernodes=4",
+              "federated.message_mode=per-user", "federated.client_timeout=120", "federated.deploy_timeout=900"]
+    runs, configs = {}, {}
+    for engine, secure in (("fast", False), ("flower-deploy", True)):
+        configs[engine] = load_recipe("fedsasrec", str(data), [*common, f"federated.engine={engine}",
+                                                               f"federated.secure_aggregation={str(secure).lower()}"])
+        runs[engine] = pipeline(configs[engine], tmp_path / engine, progress=False)
+    assert not descendants(os.getpid()) and not processes_mentioning(str(tmp_path))
+    out = runs["flower-deploy"].out_dir
+    assert not list((out / "devices").glob("*/secaggplus-*"))  # removed after each round's last stage
+    a = torch.load(runs["fast"].out_dir / "server.pt", weights_only=False)["params"]
+    b = torch.load(out / "server.pt", weights_only=False)["params"]
+    start = build_federated_task(configs["fast"]).initial_shared()
+    for name, value in a.items():
+        torch.testing.assert_close(b[name], value, atol=1e-4, rtol=0)
+    assert max(float((a[k] - start[k]).abs().max()) for k in start) > 1e-2  # the model moved
+    lines = {e: [json.loads(x) for x in (runs[e].out_dir / "history.jsonl").read_text().splitlines()] for e in runs}
+    assert [(h["ok"], h["failed"]) for h in lines["flower-deploy"]] == [(3, 0), (3, 0)]
+    assert [h["loss"] for h in lines["flower-deploy"]] == pytest.approx([h["loss"] for h in lines["fast"]], abs=1e-3)
+    assert runs["flower-deploy"].metrics == pytest.approx(runs["fast"].metrics, abs=0.02)

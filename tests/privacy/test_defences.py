@@ -125,3 +125,25 @@ def test_local_dp_noise_comes_from_the_devices_secret_not_the_run_seed():
     restored = Cohort(task, transform=transform)
     restored.store.load_state_dict(first.store.state_dict())
     assert torch.equal(sent(restored), sent(first))
+
+
+def test_noise_seed_makes_the_local_dp_noise_and_central_dp_noise_reproducible():
+    """``federated.noise_seed`` (experiments only) seeds the devices' secret: two cohorts send identical noisy updates,
+    a different seed different ones; the central DP strategy takes the same seed."""
+    from ffmrec.federated.client import ClientConfig
+    from ffmrec.federated.engines.cohort import Cohort
+    from ffmrec.tasks.linear import LinearConfig, LinearTask
+
+    def sent(noise_seed):
+        transform = build_transform(FederatedConfig(client_clip_norm=1.0, client_noise_multiplier=1.0,
+                                                    noise_seed=noise_seed))
+        cohort = Cohort(LinearTask(LinearConfig(num_users=3)), transform=transform)
+        assert cohort.store.secret == noise_seed
+        records, _, _ = cohort.train(1, [0, 1, 2], cohort.task.initial_shared(), ClientConfig(lr=0.1),
+                                     want_records=True)
+        return torch.stack([r.tensors["weight"] for r in records])
+
+    assert torch.equal(sent(7), sent(7))
+    assert not torch.equal(sent(7), sent(8))
+    cdp = build_strategy(FederatedConfig(strategy="fedavg", central_noise_multiplier=1.0, noise_seed=7))
+    assert cdp.seed == 7

@@ -42,10 +42,11 @@ class DeviceStore:
     devices' ``secret``: the seed of their outgoing updates' randomness (local DP noise, pseudo rows), drawn from the
     operating system and never sent. Seeded from the run's seed instead, which the server knows, that noise could be
     regenerated and subtracted by the server (and pseudo rows told from real ones). It is kept with the devices' state,
-    so a resumed run draws the same noise."""
+    so a resumed run draws the same noise. ``secret`` given (``federated.noise_seed``, experiments only) replaces the
+    draw, making the noise reproducible, and removable by anyone who knows it."""
 
-    def __init__(self, task: ClientTask, clients: np.ndarray):
-        self.secret = secrets.randbits(63)
+    def __init__(self, task: ClientTask, clients: np.ndarray, secret: int | None = None):
+        self.secret = secrets.randbits(63) if secret is None else int(secret)
         self.clients = np.asarray(clients, dtype=np.int64)
         self.index = {int(c): i for i, c in enumerate(self.clients)}
         rows = [task.initial_personal(int(c)) for c in self.clients]
@@ -95,7 +96,7 @@ class Cohort:
         self.chunk_size = chunk_size
         self.transform = transform
         self.fused = fused
-        self.store = DeviceStore(task, self.clients)
+        self.store = DeviceStore(task, self.clients, getattr(transform, "noise_seed", None))
 
     # --- training ---------------------------------------------------------------------------------------------------
     def can_fuse(self, cfg: ClientConfig, want_records: bool) -> bool:

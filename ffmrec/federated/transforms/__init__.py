@@ -17,7 +17,11 @@ from ffmrec.tasks.base import Params
 
 
 class ClientTransform:
-    """Base: ``__call__(stacked, generators) -> stacked``; ``generators[c]`` is client ``c``'s own stream."""
+    """Base: ``__call__(stacked, generators) -> stacked``; ``generators[c]`` is client ``c``'s own stream, seeded by
+    the devices' secret (:class:`~ffmrec.federated.engines.cohort.DeviceStore`), or by ``noise_seed`` when it is set."""
+
+    #: ``federated.noise_seed``: the devices' secret for reproducible experiments (None: drawn from the OS)
+    noise_seed: int | None = None
 
     def __call__(self, stacked: Params, generators: list[torch.Generator]) -> Params:
         raise NotImplementedError
@@ -61,4 +65,7 @@ def build_transform(cfg) -> ClientTransform | None:
         parts.append(GaussianNoise(cfg.client_noise_multiplier * cfg.client_clip_norm))
     if getattr(cfg, "hide_metadata", False):
         parts.append(HideMetadata())
-    return None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
+    transform = None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
+    if transform is not None:
+        transform.noise_seed = getattr(cfg, "noise_seed", None)  # the devices' secret (None: drawn from the OS)
+    return transform

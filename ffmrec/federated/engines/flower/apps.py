@@ -116,6 +116,16 @@ def _users_of(msg: Message, context: Context) -> list[int]:
     return ids
 
 
+def device_dir_of(config: Mapping[str, object], context: Context) -> Path:
+    """The device's own storage: ``device-dir`` of the node config, else ``<run-dir>/devices/partition-<id>``."""
+    if context.node_config.get("device-dir"):
+        return Path(str(context.node_config["device-dir"]))
+    part = _node_partition(context)
+    if part is None:
+        raise PermissionError("this SuperNode has no 'partition-id'/'num-partitions' in its node config")
+    return Path(str(config["run-dir"])) / "devices" / f"partition-{part[0]}"
+
+
 def node_runtime(config: Mapping[str, object], context: Context):
     """The node's :class:`~ffmrec.federated.engines.flower.node.NodeRuntime`, built once per process and partition."""
     from ffmrec.federated.engines.flower.node import NodeRuntime
@@ -129,9 +139,7 @@ def node_runtime(config: Mapping[str, object], context: Context):
         if runtime is None:
             factory = load_object(str(config.get("task-factory", DEFAULT_TASK_FACTORY)))
             task, chunk_size, transform = factory(dict(config), part)
-            device_dir = context.node_config.get("device-dir") or Path(str(config["run-dir"])) / "devices" / (
-                f"partition-{part[0]}")
-            runtime = NodeRuntime(task, part, Path(str(device_dir)), chunk_size, transform)
+            runtime = NodeRuntime(task, part, device_dir_of(config, context), chunk_size, transform)
             _TASKS[key] = runtime
         return runtime
 

@@ -20,6 +20,17 @@ the device checks its own record (declared tensors, finite, weight within the bo
 longer do), hands Flower's mod the update as a legacy ``FitRes`` with two extra coordinates, and refuses any plain
 train message (which would reveal its update).
 
+A device's SecAgg+ state (its key pairs, the shares it holds, its stage) lives in ``context.state`` between the four
+stages. On the deployment engine every message is a new ``flwr-clientapp`` process, and Flower 1.41's process pushes its
+reply to the SuperNode *before* its context (``run_clientapp``: the reply in ``finally``, the context in the exit
+handler): under load the next stage's process can start from the context of the stage before, and Flower's mod then
+aborts ("ValueError: Abort secure aggregation: expect setup stage, but receive share_keys stage"): the device drops out,
+and with all of them the round. :func:`client_mod` therefore keeps the state on the device's own disk too
+(``secaggplus-run-<run>.state`` beside its personal state, mode 0600, written before the reply leaves the device, read
+back before each stage, deleted after the last stage of a round), so each stage sees the one before whatever the order
+of Flower's pushes (tests/federated/test_secagg_plus.py gives each stage the context of two stages ago to check it). The
+same code runs on the simulation engine.
+
 What the server sees of one device in a round: two public keys, ciphertexts of shares for its neighbours, the masked
 vector, the shares it needs, and ``num_examples = 0`` (the device's weight travels masked inside the vector: Flower's
 mod would otherwise send it in the clear). What it learns: the survivors' ids, their weighted mean update, their
@@ -27,21 +38,24 @@ weighted mean loss and their total weight (the two extra coordinates: ``clipping
 ``clipping_range / weight``, whose weighted means give the mean loss and ``count / total weight``). Evaluation is not
 secured: each device still reports its own ranks, as in every engine.
 
-Requirements (checked by :func:`check_config`): a Flower engine in per-user mode with one user per SuperNode (a
-SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam: the server has only the
-mean), no observer that needs per-client records (recorder, egress audit), no server-side clipping or central DP
-(clip on the device instead: ``federated.client_clip_norm``), and ``clients_per_round * quantization_range < 2^32`` (the
-masked sums would overflow Flower's 32-bit modulus). Stochastic rounding is drawn from ``(seed, round, user)``, so a
-run is reproducible; a run with and one without secure aggregation agree within the quantization error
-(``(2 * clipping_range / quantization_range) * max_weight / weight`` per coordinate of one device's update).
+Requirements (checked by :func:`check_config`): a Flower engine (``flower-sim`` or ``flower-deploy``) in per-user mode
+with one user per SuperNode (a SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam:
+the server has only the mean), no observer that needs per-client records (recorder, egress audit), no server-side
+clipping or central DP (clip on the device instead: ``federated.client_clip_norm``), and ``clients_per_round *
+quantization_range < 2^32`` (the masked sums would overflow Flower's 32-bit modulus). Stochastic rounding is drawn from
+``(seed, round, user)``, so a run is reproducible; a run with and one without secure aggregation agree within the
+quantization error (``(2 * clipping_range / quantization_range) * max_weight / weight`` per coordinate of one device's
+update).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,8 +63,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordD
 from flwr.client.mod import secaggplus_mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 from flwr.common.constant import ErrorCode
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Stage
+from flwr.common.serde import config_record_from_proto, config_record_to_proto
 from flwr.compat.common import recorddict_compat as compat
+from flwr.proto.recorddict_pb2 import ConfigRecord as ProtoConfigRecord
 from flwr.server.compat.grid_client_proxy import GridClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.strategy import Strategy as LegacyStrategy
@@ -78,10 +94,7 @@ def check_config(fed) -> None:
     what = "federated.secure_aggregation=true"
     if fed.engine == "fast":
         raise ConfigError(f"{what} needs a Flower engine (the fast simulator sums the clients' updates in the clear): "
-                          "set federated.engine=flower-sim.")
-    if fed.engine == "flower-deploy":  # a 4-SuperNode TLS run passed its first secure round, then failed: not yet
-        raise ConfigError(f"{what} runs in Flower's simulation engine only for now (not yet verified with SuperNodes "
-                          "as processes): set federated.engine=flower-sim, or secure_aggregation=false to deploy.")
+                          "set federated.engine=flower-sim or flower-deploy.")
     if fed.message_mode != "per-user":
         raise ConfigError(f"{what} needs federated.message_mode=per-user (one device per SuperNode; a cohort message "
                           f"sums a SuperNode's users in the clear), not {fed.message_mode!r}.")
@@ -303,7 +316,12 @@ def client_mod(overrides=None):
             if RECORD_KEY_CONFIGS not in msg.content.config_records:
                 raise PermissionError("this run uses secure aggregation: a plain train message, which would reveal "
                                       "this device's update, is refused")
+            from ffmrec.federated.engines.flower.apps import run_config_of
+
+            state_file = _state_file(run_config_of(context, overrides), context)
+            _restore_state(state_file, context)
             reply = secaggplus_mod(msg, context, lambda m, c: _fitres_reply(m, c, call_next, overrides))
+            _save_state(state_file, context, reply)
         except Exception as exc:  # noqa: BLE001 - the server counts this device as dropped
             return _error_reply(msg, exc)
         if not reply.has_error() and NUM_EXAMPLES in reply.content.metric_records:
@@ -311,6 +329,41 @@ def client_mod(overrides=None):
         return reply
 
     return mod
+
+
+def _state_file(config, context: Context) -> Path:
+    from ffmrec.federated.engines.flower.apps import device_dir_of
+
+    return device_dir_of(config, context) / f"secaggplus-run-{int(context.run_id)}.state"
+
+
+def _restore_state(path: Path, context: Context) -> None:
+    """Put the device's own copy of its SecAgg+ state (the last stage it answered) into ``context.state``.
+
+    Flower's SuperNode keeps the context between messages, but a ClientApp process pushes its reply before its
+    context: the next stage's process can start from the context of the stage before the last (then Flower's mod
+    aborts: "expect setup stage, but receive share_keys stage"). The file is written before the reply leaves the
+    device, so it is never behind."""
+    if path.exists():
+        record = config_record_from_proto(ProtoConfigRecord.FromString(path.read_bytes()))
+        context.state.config_records[RECORD_KEY_STATE] = record
+
+
+def _save_state(path: Path, context: Context, reply: Message) -> None:
+    """Keep the state the mod left in ``context.state`` on the device's disk (readable by its owner only), before
+    the reply is sent; after the last stage the round's secrets are no longer needed: the file is removed."""
+    record = context.state.config_records.get(RECORD_KEY_STATE)
+    if reply.has_error() or record is None:
+        return
+    if str(record.get("current_stage")) == Stage.UNMASK:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(config_record_to_proto(record).SerializeToString())
+    os.replace(tmp, path)
 
 
 def _fitres_reply(msg: Message, context: Context, call_next, overrides) -> Message:
