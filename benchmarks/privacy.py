@@ -4,7 +4,10 @@ For each dataset and defence: ``ffmrec run fedsasrec`` with the defence's settin
 the last ``--record`` rounds (``federated.record_rounds``); the attack suite (:mod:`ffmrec.privacy`) on those records
 (30% labelled users; logistic regression and MLP); the test NDCG@20 and fairness figures (NDCG@20 gaps by gender and
 activity, item-exposure Gini and coverage at 20, from the best round's model with every user's personal rows); epsilon
-at delta = 1e-5 where DP is on (:mod:`ffmrec.privacy.accounting`); seconds per round. ``undefended`` and the best
+at delta = 1e-5 where DP is on (:mod:`ffmrec.privacy.accounting`); seconds per round. The devices' noise (local DP,
+pseudo rows) and the central DP noise are seeded by the run's seed (``federated.noise_seed``) so that every row is
+reproducible; a deployment leaves that seed unset (drawn from the operating system), since a server that knows it
+could subtract the noise. The attackers here do not use it. ``undefended`` and the best
 combination (:func:`best_combination`, chosen after every defence's first seed) run with ``--main-seeds`` seeds,
 the others with one. The raw-interaction ceiling is attacked once per
 seed (row ``raw-interactions``).
@@ -39,6 +42,8 @@ DEFENCES: dict[str, list[str]] = {
     "no-personal": ["model.user_embedding=false"],
     "pseudo-items": ["federated.pseudo_item_ratio=0"],
     "ldp-weak": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.01"],
+    "ldp-light": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.005"],
+    "ldp-loose": ["federated.client_clip_norm=3.0", "federated.client_noise_multiplier=0.002"],
     "ldp": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.05"],
     "ldp-strong": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.2"],
     "cdp": ["federated.central_clip_norm=1.0", "federated.central_noise_multiplier=1.0"],
@@ -100,7 +105,10 @@ def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[st
     cached = run_dir / "privacy_row.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    items = overrides_for(dataset, WORKLOAD + overrides) + DEFENCES[defence] + [f"seed={seed}"]
+    # the noise seeded by the run's seed (federated.noise_seed): reproducible rows, but no guarantee against a server
+    # that knows the config (real deployments leave it null: the devices draw their secret from the OS)
+    items = overrides_for(dataset, WORKLOAD + overrides) + DEFENCES[defence] + [f"seed={seed}",
+                                                                                f"federated.noise_seed={seed}"]
     config = load_recipe("fedsasrec", dataset, items)
     rounds = config.federated.rounds
     config.federated.record_rounds = list(range(rounds - record + 1, rounds + 1))
