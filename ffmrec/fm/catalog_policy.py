@@ -10,6 +10,19 @@ encoder. A completion ``y`` (a set of movies) has ``log pi(y|x) = sum_{m in y} l
 the catalogue distribution); the KL between policy and reference is exact over the catalogue. Recommendations are the
 catalogue sorted by probability (greedy, deterministic).
 
+Three optional parts (off by default, set by the recipe):
+
+* a *popularity prior* ``prior_weight * log(1 + n_m)`` added to every logit, policy and reference alike, where ``n_m``
+  counts how often movie ``m`` was a desirable recommendation in the training data (the popularity baseline's counts,
+  never a validation or test query), so that ``pi(m|x) ∝ (1 + n_m)^w exp(cos / tau)``;
+* *centering* (``center_prompts``): every prompt embedding, policy and reference alike, is ``normalize(e(x) - c)``
+  with ``c`` the mean frozen-base embedding of a seeded sample of training prompts (a statistic the clients can send
+  once, like the counts): the system message and the JSON-LD syntax every prompt shares otherwise add one constant
+  direction to every prompt, i.e. a per-movie bias ``c · e_0(m)`` unrelated to the user;
+* a *movie adapter*: a LoRA-adapted identity projection of the cached movie embeddings,
+  ``e(m) = normalize((I + B A) e_0(m))``, whose ``A``, ``B`` train and travel with the encoder's adapters (the
+  reference, adapters disabled, keeps ``e_0``); it costs ``M x d x r`` per forward, no re-encoding.
+
 Only the adapters train and travel; the base never moves.
 """
 
@@ -25,6 +38,7 @@ import torch
 from ffmrec.errors import ConfigError
 
 DEFAULT_TARGETS = ("query", "value")
+MOVIE_PROJECTION = "movie_projection"  # the identity projection of the movie embeddings that gets the movie adapter
 
 
 def default_encoder_path() -> str:
@@ -46,6 +60,9 @@ class CatalogPolicyConfig:
     freeze_a: bool = field(default=False, metadata={"help": "FFA-LoRA (Sun et al., ICLR 2024): lora_A stays at its seeded initialization and only lora_B trains and travels; averaging B is then exactly averaging B·A."})
     temperature: float = field(default=0.05, metadata={"help": "Softmax temperature tau over cosine similarities."})
     movie_batch_size: int = field(default=256, metadata={"help": "Movie texts encoded together when the catalogue is embedded."})
+    prior_weight: float = field(default=0.0, metadata={"help": "Weight w of the popularity prior w * log(1 + n_m) added to every logit (policy and reference; n_m = training count of m as a desirable recommendation); 0 = none."})
+    center_prompts: int = field(default=0, metadata={"help": "Training prompts (a seeded sample) whose mean frozen-base embedding is subtracted from every prompt embedding, policy and reference alike (the shared system message and JSON-LD syntax otherwise add one constant direction, i.e. a per-movie bias, to every prompt); 0 = none."})
+    movie_adapter: bool = field(default=False, metadata={"help": "Give the cached movie embeddings a LoRA-adapted identity projection (trains and travels with the adapters; the reference keeps the frozen embeddings)."})
 
     def __post_init__(self) -> None:
         if self.path is not None and not Path(self.path).is_dir():
@@ -59,13 +76,28 @@ class CatalogPolicyConfig:
             raise ConfigError(f"model.lora_dropout={self.lora_dropout} is outside [0, 1): choose e.g. 0.0.")
         if not self.lora_target_modules:
             raise ConfigError("model.lora_target_modules is empty: name encoder modules, e.g. [query, value].")
+        if self.prior_weight < 0 or self.center_prompts < 0:
+            raise ConfigError(f"model.prior_weight={self.prior_weight} and model.center_prompts={self.center_prompts} "
+                              "must be >= 0 (0 = none).")
+
+
+def centered(embeddings: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """``(B, d)`` unit embeddings minus ``center`` (d,), re-normalized (unchanged when ``center`` is zero)."""
+    return torch.nn.functional.normalize(embeddings - center, dim=-1)
+
+
+def log_prior(counts: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(M,)`` logit offsets ``weight * log(1 + counts)`` of the popularity prior (zeros when ``weight`` is 0)."""
+    return weight * torch.log1p(counts.to(torch.float32))
 
 
 class CatalogPolicy:
     """The policy over ``movie_texts`` (row ``i`` = catalogue index ``i``); see the module docstring."""
 
     def __init__(self, config: CatalogPolicyConfig, movie_texts: Sequence[str], seed: int, max_tokens: int,
-                 cache_dir: Path | None = None):
+                 cache_dir: Path | None = None, prior_counts: Sequence[float] | None = None):
+        """``prior_counts[i]``: training count of movie ``i`` as a desirable recommendation (needed when
+        ``config.prior_weight > 0``)."""
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModel, AutoTokenizer
 
@@ -78,8 +110,16 @@ class CatalogPolicy:
             positions = base.config.max_position_embeddings
             if max_tokens > positions:
                 raise ConfigError(f"task.max_tokens={max_tokens} exceeds the encoder's {positions} positions: lower it.")
+            targets = list(config.lora_target_modules)
+            if config.movie_adapter:  # an identity map the base never calls; only the movie embeddings go through it
+                d = base.config.hidden_size
+                projection = torch.nn.Linear(d, d, bias=False)
+                with torch.no_grad():
+                    projection.weight.copy_(torch.eye(d))
+                base.add_module(MOVIE_PROJECTION, projection)
+                targets.append(MOVIE_PROJECTION)
             lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                              target_modules=list(config.lora_target_modules))
+                              target_modules=targets)
             torch.manual_seed(seed + 1)
             self.model = get_peft_model(base, lora)
         if config.freeze_a:
@@ -87,7 +127,15 @@ class CatalogPolicy:
                 if "lora_A" in name:
                     p.requires_grad_(False)
         self.max_tokens = max_tokens
+        self.center = torch.zeros(self.model.config.hidden_size)  # (d,): see set_center
         self.movie_embeddings = self._movie_embeddings(path, list(movie_texts), cache_dir)  # (M, d), frozen base
+        if config.prior_weight > 0:
+            if prior_counts is None or len(prior_counts) != len(self.movie_embeddings):
+                raise ConfigError(f"model.prior_weight={config.prior_weight} needs one training count per movie "
+                                  f"({len(self.movie_embeddings)}), got {None if prior_counts is None else len(prior_counts)}.")
+            self.log_prior = log_prior(torch.as_tensor(prior_counts), config.prior_weight)  # (M,)
+        else:
+            self.log_prior = torch.zeros(len(self.movie_embeddings))
 
     # --- text -> vectors -----------------------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -103,7 +151,18 @@ class CatalogPolicy:
         hidden = self.model(**batch).last_hidden_state  # (B, T, d)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, d)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+        return centered(torch.nn.functional.normalize(pooled, dim=-1), self.center)
+
+    @torch.no_grad()
+    def set_center(self, prompts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        """Set (and return) the prompt-embedding center to the mean frozen-base embedding of ``prompts`` (training
+        prompts; adapters disabled, so it is fixed for the whole run); every later :meth:`encode`, policy and
+        reference, subtracts it."""
+        self.center = torch.zeros_like(self.center)
+        if prompts:
+            parts = [self.reference_embeddings(prompts[s:s + batch_size]) for s in range(0, len(prompts), batch_size)]
+            self.center = torch.cat(parts).mean(0)
+        return self.center
 
     def _movie_embeddings(self, path: str, texts: list[str], cache_dir: Path | None) -> torch.Tensor:
         key = hashlib.sha256("\n".join([str(Path(path).resolve()), *texts]).encode()).hexdigest()[:20]
@@ -127,7 +186,7 @@ class CatalogPolicy:
     def log_probs(self, prompts: Sequence[str], reference: bool = False) -> torch.Tensor:
         """``(B, M)`` log pi(m | x) over the catalogue; ``reference=True``: adapters disabled (no gradient)."""
         if reference:
-            return self.log_probs_of(self.reference_embeddings(prompts))
+            return self.log_probs_of(self.reference_embeddings(prompts), reference=True)
         return self.log_probs_of(self.encode(prompts))
 
     @torch.no_grad()
@@ -141,9 +200,19 @@ class CatalogPolicy:
         finally:
             self.model.train(training)
 
-    def log_probs_of(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """``(B, M)`` log-softmax over the catalogue of ``(B, d)`` prompt embeddings."""
-        return torch.log_softmax(embeddings @ self.movie_embeddings.T / self.config.temperature, dim=-1)
+    def movies(self, reference: bool = False) -> torch.Tensor:
+        """``(M, d)`` movie embeddings: the frozen ones, or through the movie adapter (when there is one and
+        ``reference`` is False), re-normalized."""
+        if reference or not self.config.movie_adapter:
+            return self.movie_embeddings
+        projection = getattr(self.model.base_model.model, MOVIE_PROJECTION)
+        return torch.nn.functional.normalize(projection(self.movie_embeddings), dim=-1)
+
+    def log_probs_of(self, embeddings: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        """``(B, M)`` log-softmax over the catalogue of ``(B, d)`` prompt embeddings: ``cos / tau`` plus the popularity
+        prior; ``reference=True``: the frozen movie embeddings (no movie adapter)."""
+        logits = embeddings @ self.movies(reference).T / self.config.temperature + self.log_prior
+        return torch.log_softmax(logits, dim=-1)
 
     @staticmethod
     def completion_logps(log_probs: torch.Tensor, completions: Sequence[Sequence[int]]) -> torch.Tensor:

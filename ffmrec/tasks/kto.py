@@ -45,7 +45,8 @@ class KTOTaskConfig(RedialExamplesConfig):
     undesirable_weight: float = field(default=3.0, metadata={"help": "KTO's lambda_U."})
     examples_per_client: int = field(default=16, metadata={"help": "Training points a client samples each round (its weight); all when it has fewer."})
     set_size: int = field(default=1, metadata={"help": f"Recommendations the policy outputs per query for precision/recall/F1 (1..{MAX_SET}); chosen on validation data by the benchmark."})
-    exclude_known: bool = field(default=False, metadata={"help": "Never recommend movies the prompt's sub-PKG already holds."})
+    exclude_known: bool = field(default=False, metadata={"help": "Never recommend movies the user's PKG held before the query's turn (the leak-free prompt's PKG); baselines are scored with the same exclusion."})
+    known_negatives: bool = field(default=True, metadata={"help": "Train on undesirable points whose movies all were already in the PKG before the turn (the recommender repeating a known movie); false drops them (with exclude_known the policy never recommends such movies anyway)."})
     eval_batch_size: int = field(default=32, metadata={"help": "Prompts scored together in evaluation."})
 
     def __post_init__(self) -> None:
@@ -79,6 +80,7 @@ class KTOTask(ClientTask):
         self._histories: dict[int, PKGHistory] = {}
         self._prompts: dict[tuple[int, str, int], str] = {}
         self._reference: dict[tuple[int, str, int], torch.Tensor] = {}
+        self._train_indices: dict[int, list[int]] = {}
         names = list(get_adapter_state(policy.model))
         self.shared_names = [n for n in names if "lora_B" in n] if policy.config.freeze_a else names
         if not self.shared_names:
@@ -97,7 +99,19 @@ class KTOTask(ClientTask):
         return len(self.users)
 
     def weight(self, client: int) -> int:
-        return min(len(self.users[client].train), self.config.examples_per_client)
+        return min(len(self.train_indices(client)), self.config.examples_per_client)
+
+    def train_indices(self, client: int) -> list[int]:
+        """The client's training points (indices into its training data): all, or without the known negatives
+        (``known_negatives=False``: undesirable points whose movies all were in the PKG before their turn)."""
+        train = self.users[client].train
+        if self.config.known_negatives:
+            return list(range(len(train)))
+        if client not in self._train_indices:
+            history = self.users[client].history
+            self._train_indices[client] = [i for i, e in enumerate(train) if e.desirable
+                                           or not set(e.movies) <= set(history.snapshot(e.turn).relations)]
+        return self._train_indices[client]
 
     @property
     def max_weight(self) -> int:
@@ -124,11 +138,12 @@ class KTOTask(ClientTask):
 
     def prepare(self, client: int, server_round: int) -> dict:
         """This round's training points: indices into the client's training data (sampled with its own generator)."""
-        n = len(self.users[client].train)
-        chosen = torch.arange(n)
+        usable = torch.as_tensor(self.train_indices(client), dtype=torch.int64)
+        n = len(usable)
+        chosen = usable
         if n > self.config.examples_per_client:
             g = client_generator(self.seed, server_round, client)
-            chosen = torch.randperm(n, generator=g)[:self.config.examples_per_client].sort().values
+            chosen = usable[torch.randperm(n, generator=g)[:self.config.examples_per_client].sort().values]
         return {"examples": chosen}
 
     def reference_embeddings(self, keys: list[tuple], prompts: list[str]) -> torch.Tensor:
@@ -146,7 +161,7 @@ class KTOTask(ClientTask):
         completions = [[self.catalog.index[m] for m in e.movies] for e in examples]
         desirable = torch.tensor([e.desirable for e in examples])
         logp = policy.log_probs(prompts)  # (B, M)
-        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts)) if keys is not None
+        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts), reference=True) if keys is not None
                else policy.log_probs(prompts, reference=True))  # (B, M), no gradient
         kl = policy.kl(logp.detach(), ref)
         c = self.config
@@ -182,10 +197,12 @@ class KTOTask(ClientTask):
         return user.valid if stage == "valid" else user.test
 
     def _known(self, client: int, example: Example) -> list[int]:
-        """Catalogue indices the policy may not recommend for this query (``exclude_known``: the prompt's PKG)."""
+        """Catalogue indices the policy may not recommend for this query (``exclude_known``: the movies of the user's
+        PKG before the query's turn, i.e. the leak-free prompt's PKG; under the reference protocol too, whose prompts
+        carry a later PKG, so that the exclusion itself never removes a target)."""
         if not self.config.exclude_known:
             return []
-        return [self.catalog.index[m] for m in self.history(client).snapshot(example.pkg_turn).relations]
+        return [self.catalog.index[m] for m in self.history(client).snapshot(example.turn).relations]
 
     @torch.no_grad()
     def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
@@ -226,11 +243,14 @@ class KTOTask(ClientTask):
     def ranker_columns(self, stage: str, clients: np.ndarray, ranking: list[int] | dict[int, list[int]]
                        ) -> dict[str, np.ndarray]:
         """Columns of a prompt-free baseline that recommends ranked catalogue indices to every query of a client (one
-        list for all, e.g. most popular first, or one per client, e.g. a KG embedding's), scored like the policy."""
+        list for all, e.g. most popular first, or one per client, e.g. a KG embedding's), scored like the policy
+        (with ``exclude_known``, the movies of the query's PKG are skipped, as the policy never recommends them)."""
         cols = self.failed_columns(len(clients))
         for row, c in enumerate(np.asarray(clients, dtype=np.int64)):
-            top = (ranking[int(c)] if isinstance(ranking, dict) else ranking)[:MAX_SET]
+            ranked = ranking[int(c)] if isinstance(ranking, dict) else ranking
             for e in self.queries(stage, int(c)):
+                known = set(self._known(int(c), e))
+                top = [m for m in ranked[:MAX_SET + len(known)] if m not in known][:MAX_SET]
                 self.score_query(cols, row, top, e)
         cols["predicted"] = cols["queries"] * self.config.set_size
         return cols
@@ -256,23 +276,28 @@ class KTOTask(ClientTask):
         return cols
 
 
-def popularity_ranking(users: list[UserData], catalog: MovieCatalog) -> list[int]:
-    """Catalogue indices by how often they were a desirable recommendation in the users' *training* data (ties by
-    catalogue order): the most-popular baseline, from nothing a test query could leak."""
+def desirable_counts(users: list[UserData], catalog: MovieCatalog) -> np.ndarray:
+    """``(M,)`` how often each catalogue movie was a desirable (real) recommendation in the users' *training* data:
+    nothing a validation or test query could leak."""
     counts = np.zeros(len(catalog), dtype=np.int64)
     for u in users:
         for e in u.train:
             if e.desirable and e.kind == "real":
                 for m in e.movies:
                     counts[catalog.index[m]] += 1
-    return np.argsort(-counts, kind="stable").tolist()
+    return counts
+
+
+def popularity_ranking(users: list[UserData], catalog: MovieCatalog) -> list[int]:
+    """Catalogue indices by :func:`desirable_counts` (ties by catalogue order): the most-popular baseline."""
+    return np.argsort(-desirable_counts(users, catalog), kind="stable").tolist()
 
 
 def train_pooled(task: KTOTask, clients: np.ndarray, steps: int, batch_size: int, lr: float, seed: int,
                  shared: Params | None = None) -> Params:
     """Centralized KTO: ``steps`` Adam steps, each on ``batch_size`` training points drawn (seeded) from the pooled
     data of ``clients``; returns the trained shared adapters."""
-    pool = [(int(c), i) for c in clients for i in range(len(task.users[int(c)].train))]
+    pool = [(int(c), i) for c in clients for i in task.train_indices(int(c))]
     model = task.policy.model
     task.load_shared(shared if shared is not None else task.initial_shared())
     model.eval()
@@ -342,5 +367,23 @@ def build_kto_task(config, data: RedialUsers, split=None, clients: np.ndarray | 
     from ffmrec.data.cache import cache_dir
 
     texts = [data.catalog.text(m) for m in data.catalog.ids]
-    policy = CatalogPolicy(config.model, texts, config.seed, config.task.max_tokens, cache_dir() / "fedtrek")
-    return KTOTask(data.users, data.catalog, policy, config.task, config.seed, clients)
+    counts = desirable_counts(data.users, data.catalog).tolist() if config.model.prior_weight > 0 else None
+    policy = CatalogPolicy(config.model, texts, config.seed, config.task.max_tokens, cache_dir() / "fedtrek", counts)
+    task = KTOTask(data.users, data.catalog, policy, config.task, config.seed, clients)
+    if config.model.center_prompts:
+        center_prompts(task, config.model.center_prompts, config.seed)
+    return task
+
+
+def center_prompts(task: KTOTask, n: int, seed: int) -> torch.Tensor:
+    """Center the policy's prompt embeddings on the mean frozen-base embedding of ``n`` training prompts drawn
+    (seeded) from the pooled training data of every client (training data only: no validation or test prompt)."""
+    users = task.users
+    pool = [(c, i) for c in range(len(users)) for i in range(len(users[c].train))]
+    picks = [pool[j] for j in sorted(np.random.default_rng((seed, 0xC3)).choice(len(pool), min(n, len(pool)),
+                                                                                 replace=False))]
+    # from the users' data directly (whichever clients this process serves): every process gets the same center
+    prompts = [render_prompt(users[c].train[i], users[c].history, task.catalog, task.config,
+                             task.policy.count_tokens).text for c, i in picks]
+    task._reference.clear()  # frozen-base embeddings cached before centering are stale
+    return task.policy.set_center(prompts)
