@@ -89,12 +89,15 @@ def recorded_rounds(run_dir: Path) -> list[int]:
 
 
 def _tables(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Per-client 2-D tensors in which some client left some row unchanged: embedding tables touched sparsely."""
+    """Per-client 2-D tensors that are embedding tables: named so (``*emb*``: the architecture is public) or with some
+    row some client left unchanged (touched sparsely). By name too, because a defence that fills every row (dense
+    noise, pseudo rows) must not hide the table from the row-wise attacks: the rows a user touched may still move
+    most."""
     out = []
     for name, stack in tensors.items():
         if stack.dim() == 3 and stack.shape[1] > 1:
             zero_rows = stack.flatten(2).abs().sum(-1) == 0  # (C, rows)
-            if bool(zero_rows.any()):
+            if "emb" in name.rsplit(".", 1)[0] or bool(zero_rows.any()):
                 out.append(name)
     return out
 

@@ -55,6 +55,26 @@ def test_features_cover_every_recorded_user_once_per_artifact(recorded):
     assert np.array_equal(inferred, touched) and set(inferred.sum(1).tolist()) == {5.0}
 
 
+
+def test_dense_noise_on_every_row_does_not_hide_an_embedding_table_from_the_row_attacks(tmp_path):
+    """Local-DP-style noise on every row leaves no row unchanged; the table is still an embedding table (by name),
+    and the rows a user touched, which move most, are still inferred."""
+    gen = torch.Generator().manual_seed(0)
+    users = np.arange(6)
+    table = torch.randn(len(users), ITEMS + 1, 4, generator=gen) * 0.01  # noise on every row
+    sizes = [3, 4, 5, 3, 4, 5]  # each user's number of examples, which its record states
+    starts = np.cumsum([1] + sizes[:-1])
+    touched = [np.arange(a, a + n) for a, n in zip(starts, sizes)]  # each row touched by one user
+    for i, rows in enumerate(touched):
+        table[i, rows] += 1.0
+    save_checkpoint(tmp_path / "egress" / "round-00001.pt", {
+        "client_ids": torch.as_tensor(users, dtype=torch.long), "weights": torch.as_tensor(sizes),
+        "metrics": {}, "tensors": {"item_emb.weight": table, "w": torch.randn(6, 8, 3, generator=gen) * 0.01}})
+    arts = egress_features(tmp_path, projection_dim=16)
+    assert "inferred:item_emb.weight" in arts and "inferred:w" not in arts  # w: no name, no untouched row
+    inferred = arts["inferred:item_emb.weight"].features
+    assert [np.flatnonzero(row).tolist() for row in inferred] == [rows.tolist() for rows in touched]
+
 def test_attacks_find_the_leaky_artifact_and_not_the_noise(recorded):
     run_dir, traits = recorded
     arts = egress_features(run_dir, projection_dim=16)
