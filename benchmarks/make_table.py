@@ -166,26 +166,48 @@ def main() -> None:
                                    "the command above added the last rows to the file with --reuse; every row: cd benchmarks && python robustness.py --dataset ml-100k --out DIR --strategies fedavg krum trimmed_mean norm_bounded_fedavg --noise-strategies fedavg krum (each row lists its overrides in the JSON)"],
                                "cd benchmarks && python robustness.py --dataset ml-100k --out DIR --strategies fedavg krum "
                                "trimmed_mean norm_bounded_fedavg --noise-strategies fedavg krum"),
-        "privacy_ml-100k": (["gender_auc", "gender_auc_worst_artifact", "age_acc", "age_majority_rate",
+        "privacy_ml-100k": (["seed", "gender_auc", "gender_auc_worst_artifact", "age_acc", "age_majority_rate",
                              "occupation_acc", "occupation_majority_rate", "NDCG@20", "ndcg_loss_vs_undefended",
                              "epsilon", "seconds_per_round"],
                             "Personality preservation: trait leakage against utility (ml-100k)", [
-                                "attacker: an honest-but-curious server trains logistic regression and an MLP (the stronger by 3-fold CV) on 30% of users' recorded uploads of the last 6 rounds and predicts the others' traits; gender_auc on the raw-interactions row is the ceiling (the user-item matrix itself)",
-                                "workload: fedsasrec, max_len 50, hidden 32, 128 clients per round, 50 rounds, FedAdam, seed 42; epsilon at delta = 1e-5 (dp-accounting RDP)",
-                                "hide-metadata: every record claims weight 1 (unweighted averaging) and no loss (federated.hide_metadata); the attacker then infers a client's rows as those that moved >= 2x the median client's",
-                                "epsilon of ldp-weak (z = 0.01) is ~8e4: no meaningful formal guarantee; its protection here is empirical (against these attackers)",
-                                "must reach: see privacy_ml-100k.md beside the JSON for the verdict (ceiling >= 0.75 is NOT met on ml-100k with this fixed 30% split: 283 labelled users; it is on ml-1m)"],
-                            "python benchmarks/privacy.py --datasets ml-100k --defences undefended ldp-weak ldp-strong cdp "
-                            "pseudo+ldp+cdp hide-metadata ldp-weak+hide-metadata --main-seeds 1"),
-        "privacy_ml-1m": (["gender_auc", "gender_auc_ci_low", "gender_auc_ci_high", "age_acc", "age_majority_rate",
-                           "occupation_acc", "occupation_majority_rate"],
-                          "Personality preservation: raw-interaction ceiling (ml-1m as staged: users 1..2999)", [
-                              "the attack suite on every user's own ratings (never shared): logistic regression and an MLP, the stronger by 3-fold CV on the 30% labelled users (900), scored on the other 70%; no federated run on ml-1m yet"],
-                          "python benchmarks/privacy.py --datasets ml-1m --defences"),
+                                "attacker: an honest-but-curious server trains logistic regression and an MLP (the stronger by 3-fold CV) on 30% of users' recorded uploads of the last 6 rounds (every artifact: update values, rows touched, rows inferred from the largest moves, row norms, metadata, all together) and predicts the others' traits; gender_auc on the raw-interactions row is the ceiling (the user-item matrix itself); gender_auc_worst_artifact is the highest AUC over the artifacts",
+                                "workload: fedsasrec, max_len 50, hidden 32, 128 clients per round, 50 rounds, FedAdam (a reduced budget, so that every defence can be attacked: the undefended model is not converged, NDCG@20 0.06 against 0.13 for the full recipe); epsilon at delta = 1e-5 (dp-accounting RDP, per client over the rounds it joins)",
+                                "ldp-*: each device clips its whole update (L2) and adds Gaussian noise to every coordinate of every shared tensor: ldp-light clip 1 z 0.005, ldp-weak clip 1 z 0.01, ldp-strong clip 1 z 0.2; the devices' noise is seeded by the run's seed (federated.noise_seed) so that every row is reproducible (a deployment leaves it unset)",
+                                "the row-wise attacks find an embedding table by name as well as by untouched rows (since commit cbde687): with dense noise every row moves, but the rows of a user's own items still move most (the top-n rows by norm recover the touched rows as often with ldp-light as without noise, 72% in round 1); earlier ldp rows, which met the trait targets, were measured by an attacker that skipped the item table under noise",
+                                "one seed (42) for every row in this session; must reach: see privacy_ml-100k.md beside the JSON for the verdict (the ceiling >= 0.75 is NOT met on ml-100k with this fixed split: 283 labelled users; it is on ml-1m)"],
+                            "python benchmarks/privacy.py --datasets ml-100k --defences undefended ldp-light ldp-weak "
+                            "ldp-strong --main-seeds 1 --keep-egress"),
+        "privacy_ml-1m": (["seed", "gender_auc", "gender_auc_ci_low", "gender_auc_ci_high", "gender_auc_worst_artifact",
+                           "age_acc", "age_majority_rate", "occupation_acc", "occupation_majority_rate", "NDCG@20",
+                           "seconds_per_round"],
+                          "Personality preservation on ml-1m as staged (users 1..2999)", [
+                              "the raw-interactions row: the attack suite on every user's own ratings (never shared), logistic regression and an MLP, the stronger by 3-fold CV on the 30% labelled users (900), scored on the other 70%",
+                              "undefended and ldp-light: the same attack on the recorded uploads of fedsasrec (max_len 50, hidden 32, 256 clients per round, 200 rounds, seed 42; ldp-light: clip 1, z 0.005, noise seeded by the run's seed); a row missing below was not finished in the session"],
+                          "python benchmarks/privacy.py --datasets ml-1m --defences undefended ldp-light --main-seeds 1 "
+                          "--keep-egress"),
+        "lumos_quality_ml-100k": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
+                                                                       "seconds_per_round", "view_ms_per_client"],
+                                  "LUMOS against its baselines and ablations (ml-100k)", [
+                                      f"protocol: {PROTOCOL}",
+                                      "every federated method: its shipped recipe with the ml-100k overrides (500 rounds, 64 clients per round, one local SGD step, FedAdam, max_len 200, seed 42); sasrec: early stopping on validation; lumos = fedsasrec + hybrid items (MiniLM text embedding, frozen and projected, plus an id embedding) + the tri-view objective with embedding-backend views written on each device",
+                                      "fedsasrec appears twice: id items (its recipe) and hybrid items (the same text features LUMOS uses): the difference between lumos and fedsasrec-hybrid is the tri-view objective's; cold-items rows: a seeded 10% of items held out of all training, scored on the users whose test item is cold",
+                                      "seconds_per_round: on a machine shared with other runs (load 8-15 on 2 cores); one seed"],
+                                  "python benchmarks/lumos_quality.py --dataset ml-100k --methods lumos fedsasrec "
+                                  "lumos-no-future lumos-no-paraphrase lumos-no-counterfactual --out runs/lumos "
+                                  "--results lumos_quality_ml-100k --set threads=1"),
+        "lumos_quality_ml-100k-hybrid": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
+                                                                              "seconds_per_round"],
+                                         "FedSASRec with LUMOS's hybrid items (ml-100k): the tri-view objective's share", [
+                                             "fedsasrec's recipe with model.item_repr=hybrid (the frozen MiniLM text embedding, projected, plus an id embedding), same budget and seed as the section above: lumos minus this row is what the tri-view objective adds"],
+                                         "python benchmarks/lumos_quality.py --dataset ml-100k --methods fedsasrec --set "
+                                         "threads=1 model.item_repr=hybrid --out runs/lumos --results "
+                                         "lumos_quality_ml-100k-hybrid --view-clients 0"),
         "fedtrek_redial": (["protocol", "precision", "recall", "F1", "MRR", "Hits@1", "Hits@3", "Hits@10"],
                            "FedTREK-LM on the staged ReDial data (reduced run)", [
                                "408 seekers (clients), 6,850 training points, 6,924 movies; test: 114 real positive recommendations of 30 seeded seekers, chronological; 12 rounds x 4 clients (the paper: 128 rounds), catalog policy = all-MiniLM-L6-v2 + LoRA, KTO 4:3, LoRA product aggregation; prompts <= 256 tokens",
-                               "the reference-protocol rows were built with an earlier prompt layout in which most reference prompts equalled the leak-free ones: the inflation is not measured by them yet",
+                               "since commit 5d8aea3 the catalog policy (and so catalog-base, the zero-shot encoder) adds a popularity prior 1.6 log(1 + training count as a desirable recommendation) to every logit and centers prompt embeddings on the mean of 128 training prompts (both chosen on validation queries); every method, baselines included, never recommends a movie the PKG held before the turn",
+                               "reference rows: the same trained models scored on the reference protocol's leaky prompts (the end-of-conversation PKG in every prompt); the gap to the leak-free row of the same model is the inflation",
+                               "KTO fine-tuning (federated, centralized, local) scores below the zero-shot base here: at this budget the KTO signal lowers validation Hits@10 at every learning rate tried (0.001-0.03)",
                                "paper (federated Qwen3-4B, reference protocol with its leaks): P 0.238, R 0.251, F1 0.244, MRR 0.284, Hits@1 0.280, Hits@10 0.290"],
                            "python benchmarks/fedtrek.py --rounds 12 --eval-users 30 --local-rounds 1 --centralized-steps 12 "
                            "--kge-epochs 5 --kge-rounds 8 --set federated.client.lr=0.003 federated.client.local_steps=1"),
