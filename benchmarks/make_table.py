@@ -155,7 +155,8 @@ def main() -> None:
                            "peak_rss_mb"],
                           "Item text encoding with all-MiniLM-L6-v2 (LUMOS item semantics)", [
                               "every beauty item's 'title | categories' (32 tokens on average) embedded once per dataset and cached; cold = encoded now, cached = read back from the cache",
-                              "target (LUMOS issue): >= 1,000 items/s on 2 cores; bfloat16 reaches about half of that on this machine's 2 idle cores (batch 64 gives ~565 items/s; dynamic int8 quantization was no faster than float32)"]),
+                              "target (LUMOS issue): >= 1,000 items/s on 2 cores; bfloat16 reaches about half of that on this machine's 2 idle cores (batch 64 gives ~565 items/s)",
+                              "the benchmark's compile and torch-int8 variants timed plain bfloat16 before commit 8579476 (sentence-transformers 6's auto_model is read-only, so the replacement was never called); measured side by side on a loaded machine since: int8-onnx (int8 weights, feed-forward outputs float32) 1.04x bfloat16 at min cosine 0.9937 to float32, all-int8 ONNX 1.2-1.5x but cosine 0.986, torch int8 1.2-1.4x at cosine 0.89: none reaches the target at the quality bar (cosine >= 0.99)"]),
         "robustness_ml-100k": (["strategy", "attackers", "noise", "rounds", "clients_per_round", "HR@20", "NDCG@20",
                                 "ER@10", "ndcg_loss_vs_no_attack", "ndcg_loss_vs_same_strategy", "seconds_per_round"],
                                "Robustness of FedSASRec: noisy histories and poisoning clients (ml-100k)", [
@@ -200,7 +201,7 @@ def main() -> None:
                                          "FedSASRec with LUMOS's hybrid items (ml-100k): the tri-view objective's share", [
                                              "fedsasrec's recipe with model.item_repr=hybrid (the frozen MiniLM text embedding, projected, plus an id embedding), same budget and seed as the section above: lumos minus this row is what the tri-view objective adds"],
                                          "python benchmarks/lumos_quality.py --dataset ml-100k --methods fedsasrec --set "
-                                         "threads=1 model.item_repr=hybrid --out runs/lumos --results "
+                                         "threads=1 model.item_repr=hybrid --out runs/lumos-hybrid --results "
                                          "lumos_quality_ml-100k-hybrid --view-clients 0"),
         "fedtrek_redial": (["protocol", "precision", "recall", "F1", "MRR", "Hits@1", "Hits@3", "Hits@10"],
                            "FedTREK-LM on the staged ReDial data (reduced run)", [

@@ -189,9 +189,12 @@ def test_the_server_sees_only_the_weighted_sum(tmp_path):
         assert reply.content.metric_records["fitres.num_examples"]["num_examples"] == 0  # the weight travels masked
         assert all(len(a) == 0 for a in reply.content.array_records.values())  # no update in the clear
         assert dict(reply.content.config_records["fitres.metrics"]) == {}  # nor the loss
-    # the masked vectors alone do not add up to the sum: the private masks come off only with the shares
+    # the masked vectors alone do not add up to the sum: the private masks come off only with the shares. Read as a
+    # sum, they are uniform over the whole range (width 2^32 * 2 CLIP / LEVELS = 16,384): the typical coordinate is
+    # thousands away from the true sum (a minimum over 256 coordinates came within 1.0 by chance in ~3% of runs)
     masked_sum = sum(a[1].astype(np.int64) for _, a in uploads.values()) % MODULUS
-    assert np.abs(masked_sum * 2 * CLIP / LEVELS - 6 * CLIP - plain.numpy() * total / 8).min() > 1.0
+    width = MODULUS * 2 * CLIP / LEVELS
+    assert np.median(np.abs(masked_sum * 2 * CLIP / LEVELS - 6 * CLIP - plain.numpy() * total / 8)) > width / 8
 
 
 def test_a_device_dropping_out_after_sharing_its_keys_is_left_out_of_the_sum(tmp_path):
