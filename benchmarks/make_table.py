@@ -151,12 +151,12 @@ def main() -> None:
                                       "NOT converged: capped at 58 epochs (train.epochs=58) for lack of time; validation NDCG@10 was still rising slowly (0.0525 at epoch 46, 0.0558 at 58), where sasrec early-stopped at epoch 28 (best 22), so this row is a lower bound for cl4srec; seconds_per_epoch measured on a machine at load 5-20"],
                                   "python benchmarks/sequential_quality.py --dataset beauty --methods cl4srec "
                                   "--out runs/quality --set threads=1 train.epochs=58 --results core2_quality_cl4srec"),
-        "text_encoding": (["items", "items_per_second", "seconds", "threads", "batch_size", "load_avg_1min",
-                           "peak_rss_mb"],
+        "text_encoding": (["items", "items_per_second", "ratio_vs_baseline", "min_cosine_vs_fp32", "seconds",
+                           "threads", "load_avg_1min", "peak_rss_mb"],
                           "Item text encoding with all-MiniLM-L6-v2 (LUMOS item semantics)", [
                               "every beauty item's 'title | categories' (32 tokens on average) embedded once per dataset and cached; cold = encoded now, cached = read back from the cache",
-                              "target (LUMOS issue): >= 1,000 items/s on 2 cores; bfloat16 reaches about half of that on this machine's 2 idle cores (batch 64 gives ~565 items/s)",
-                              "the benchmark's compile and torch-int8 variants timed plain bfloat16 before commit 8579476 (sentence-transformers 6's auto_model is read-only, so the replacement was never called); measured side by side on a loaded machine since: int8-onnx (int8 weights, feed-forward outputs float32) 1.04x bfloat16 at min cosine 0.9937 to float32, all-int8 ONNX 1.2-1.5x but cosine 0.986, torch int8 1.2-1.4x at cosine 0.89: none reaches the target at the quality bar (cosine >= 0.99)"]),
+                              "target (LUMOS issue): >= 1,000 items/s on 2 cores: NOT met. On 2026-12-06 (idle cores, every variant on the full catalogue in one process, one turn each): bfloat16 231 items/s, int8-onnx (ONNX Runtime, per-channel int8 weights, feed-forward output layers float32) 318 items/s = 1.375x at min cosine 0.9911 to float32 (the best variant that passes the >= 0.99 quality bar), all-int8 ONNX 1.89x but cosine 0.979, torch int8 (x86) 1.12x at cosine 0.850, torch.compile 0.74x (compile time included); this machine's bfloat16 is slower than the 539 items/s measured on 2026-11-29 on another machine of the same kind",
+                              "the benchmark's compile and torch-int8 variants timed plain bfloat16 before commit 8579476 (sentence-transformers 6's auto_model is read-only, so the replacement was never called)"]),
         "robustness_ml-100k": (["strategy", "attackers", "noise", "rounds", "clients_per_round", "HR@20", "NDCG@20",
                                 "ER@10", "ndcg_loss_vs_no_attack", "ndcg_loss_vs_same_strategy", "seconds_per_round"],
                                "Robustness of FedSASRec: noisy histories and poisoning clients (ml-100k)", [
