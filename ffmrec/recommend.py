@@ -285,7 +285,7 @@ def last_layer_attention(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 _ROUND_FILE = re.compile(r"round-(\d+)\.pt$")
 
 
-def _flower_personal(run_dir: Path, names: tuple[str, ...], num_users: int) -> dict[str, torch.Tensor]:
+def flower_personal(run_dir: Path, names: tuple[str, ...], num_users: int) -> dict[str, torch.Tensor]:
     """Every user's best-round personal rows from the Flower SuperNodes' device files (partition ``i`` of ``n``
     holds the users ``u % n == i``, in order)."""
     parts = sorted((run_dir / "devices").glob("partition-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -449,7 +449,7 @@ def load_trained(run_dir: str | Path) -> TrainedModel | TrainedPolicy:
         if "best" in engine_state:  # the fast simulator: every device's rows, (num_users, 1, ...)
             personal = {k: engine_state["best"][k] for k in names}
         else:
-            personal = _flower_personal(run_dir, names, dataset.num_users)
+            personal = flower_personal(run_dir, names, dataset.num_users)
         first = next(iter(personal.values()))
         if first.shape[0] != dataset.num_users:
             raise RunDirError(f"{run_dir}: the saved personal state has {first.shape[0]} users but dataset "

@@ -51,7 +51,7 @@ def _validation_users(num_clients: int, cfg: FederatedConfig, seed: int) -> np.n
 def check_round(result: RoundResult, specs, max_weight: int) -> RoundResult:
     """Keep the records and partial sums that match the task's declaration; the others become their clients'
     failures, with the reason."""
-    good = RoundResult(failures=list(result.failures))
+    good = RoundResult(failures=list(result.failures), received=list(result.received))
     for record in result.records:
         try:
             check_record(record, specs, max_weight)

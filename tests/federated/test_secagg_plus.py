@@ -197,6 +197,42 @@ def test_the_server_sees_only_the_weighted_sum(tmp_path):
     assert np.median(np.abs(masked_sum * 2 * CLIP / LEVELS - 6 * CLIP - plain.numpy() * total / 8)) > width / 8
 
 
+def test_the_recorder_saves_what_the_server_received_and_the_attacks_read_it(tmp_path):
+    """With the recorder on, a secure round still aggregates the sum, and the recorder's file holds exactly the masked
+    vectors, public keys and stated weights (0) the server received: no update, and nothing the attacks can read as
+    one (no row is left untouched)."""
+    from ffmrec.federated.observers import Recorder
+    from ffmrec.federated.observers.recorder import load_round
+    from ffmrec.privacy.attacks import egress_features
+
+    flat = flat_config(tmp_path / "secure", True)
+    config, build = resolve(flat)
+    task = build(config, None)
+    shared = {"weight": 0.1 * torch.randn(4, 64, generator=torch.Generator().manual_seed(1))}
+    received = []
+    engine = SecAggPlusEngine(FlowerEngine(FlowerGridExecutor(LoopbackGrid(6, flat), timeout=5, discovery_timeout=5),
+                                           task, True), config.federated, received)
+    result = check_round(engine.train_round(1, [0, 1, 2, 3, 4, 5], shared, ClientConfig(lr=0.1), True),
+                         task.shared_specs(), 8)
+    assert result.records == [] and len(result.partials) == 1 and result.partials[0].count == 6
+    line = {}
+    Recorder(tmp_path / "run", [1]).on_round(1, list(range(6)), shared, result, line)
+    saved = load_round(tmp_path / "run", 1)
+    assert line["recorded"] == 6 and saved["client_ids"].tolist() == list(range(6))
+    assert saved["weights"].tolist() == [0] * 6  # the weight travels masked
+    assert set(saved["tensors"]) == {"weight", "secagg/factor", "secagg/stats", "secagg/public-keys"}
+    uploads = masked_uploads(received, engine)
+    for u in range(6):
+        factor, masked, stats = uploads[u][1]
+        assert torch.equal(saved["tensors"]["weight"][u], torch.from_numpy(masked.astype(np.int64)))
+        assert saved["tensors"]["secagg/factor"][u].tolist() == factor.astype(np.int64).ravel().tolist()
+        assert saved["tensors"]["secagg/stats"][u].tolist() == stats.astype(np.int64).ravel().tolist()
+    assert int(saved["tensors"]["secagg/public-keys"].count_nonzero()) > 6 * 32  # each device's two public keys
+    features = egress_features(tmp_path / "run")
+    assert set(features) >= {"values:dense", "metadata", "all"}
+    assert np.ptp(features["metadata"].features) == 0  # every device stated the same weight: nothing to learn
+
+
 def test_a_device_dropping_out_after_sharing_its_keys_is_left_out_of_the_sum(tmp_path):
     engine, secure, records, _ = one_round(tmp_path, [0, 1, 2, 3, 4, 5], **{"fail-users": "2"})
     assert [u for u, _ in secure.failures] == [2] and "fails on purpose" in secure.failures[0][1]
@@ -262,7 +298,6 @@ BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", sec
     ({"strategy": "lora_product"}, "strategy=lora_product"),
     ({"max_update_norm": 1.0}, "max_update_norm"),
     ({"central_noise_multiplier": 1.0}, "central_noise_multiplier"),
-    ({"record_rounds": [1]}, "record_rounds"),
     ({"audit": True}, "federated.audit"),
     ({"clients_per_round": 1, "min_clients": 1}, "at least 2 clients"),
     ({"clients_per_round": 1024}, "quantization_range"),

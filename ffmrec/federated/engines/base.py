@@ -20,6 +20,9 @@ class RoundResult:
     records: list[ClientRecord] = field(default_factory=list)
     partials: list[PartialSum] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    #: what the server received from each client when it sees no record of it (secure aggregation: the masked vectors,
+    #: :meth:`~ffmrec.federated.engines.flower.secagg.SecAggPlusEngine._received`), for the recorder; never aggregated
+    received: list[ClientRecord] = field(default_factory=list)
 
 
 class Engine(Protocol):

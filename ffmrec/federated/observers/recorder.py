@@ -2,7 +2,9 @@
 
 A file holds ``client_ids`` (C,), ``weights`` (C,), ``metrics`` (a dict of (C,) tensors) and ``tensors`` (a dict of
 ``(C, *shape)`` stacks), all plain tensors, readable with ``torch.load(path, weights_only=True)`` or
-:func:`load_round`.
+:func:`load_round`. Under secure aggregation the server has no record: the file holds what it received instead
+(:attr:`~ffmrec.federated.engines.base.RoundResult.received`: each client's masked vector and public keys, and the
+weight it stated, 0).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ class Recorder(Observer):
 
     def on_round(self, server_round: int, clients: list[int], shared: Params, result: RoundResult,
                  line: dict) -> None:
-        if server_round not in self.rounds or not result.records:
+        if server_round not in self.rounds or not (result.records or result.received):
             return
-        records = sorted(result.records, key=lambda r: r.client_id)
+        records = sorted(result.records or result.received, key=lambda r: r.client_id)
         metric_names = sorted({k for r in records for k in r.metrics})
         save_checkpoint(self.dir / f"round-{server_round:05d}.pt", {
             "client_ids": torch.tensor([r.client_id for r in records], dtype=torch.long),

@@ -36,11 +36,13 @@ vector, the shares it needs, and ``num_examples = 0`` (the device's weight trave
 mod would otherwise send it in the clear). What it learns: the survivors' ids, their weighted mean update, their
 weighted mean loss and their total weight (the two extra coordinates: ``clipping_range * loss / LOSS_SCALE`` and
 ``clipping_range / weight``, whose weighted means give the mean loss and ``count / total weight``). Evaluation is not
-secured: each device still reports its own ranks, as in every engine.
+secured: each device still reports its own ranks, as in every engine. With ``federated.record_rounds`` the recorder
+saves what the server received in those rounds (each survivor's masked vector, public keys and stated weight:
+:meth:`SecAggPlusEngine._received`) in the recorder's usual format, so that ``ffmrec attack`` attacks exactly that.
 
 Requirements (checked by :func:`check_config`): a Flower engine (``flower-sim`` or ``flower-deploy``) in per-user mode
 with one user per SuperNode (a SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam:
-the server has only the mean), no observer that needs per-client records (recorder, egress audit), no server-side
+the server has only the mean), no egress audit (it reads records the server no longer has), no server-side
 clipping or central DP (clip on the device instead: ``federated.client_clip_norm``), and ``clients_per_round *
 quantization_range < 2^32`` (the masked sums would overflow Flower's 32-bit modulus). Stochastic rounding is drawn from
 ``(seed, round, user)``, so a run is reproducible; a run with and one without secure aggregation agree within the
@@ -61,9 +63,9 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from flwr.common import Code, FitRes, Status, bytes_to_ndarray, ndarrays_to_parameters
 from flwr.common.constant import ErrorCode
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Stage
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 from flwr.common.serde import config_record_from_proto, config_record_to_proto
 from flwr.compat.common import recorddict_compat as compat
 from flwr.proto.recorddict_pb2 import ConfigRecord as ProtoConfigRecord
@@ -108,9 +110,6 @@ def check_config(fed) -> None:
     if not build_strategy(fed).linear:
         raise ConfigError(f"{what}: federated.strategy={fed.strategy} needs every client's update, the server sees only "
                           "their sum: use fedavg, fedprox or fedadam.")
-    if fed.record_rounds:
-        raise ConfigError(f"{what}: federated.record_rounds={fed.record_rounds} saves each client's record, which the "
-                          "server never sees: set federated.record_rounds=[] (or secure_aggregation=false).")
     if fed.audit:
         raise ConfigError(f"{what}: federated.audit reads each client's record, which the server never sees: set "
                           "federated.audit=false (or secure_aggregation=false).")
@@ -233,9 +232,8 @@ class SecAggPlusEngine:
         self.engine.load_state_dict(state)
 
     def train_round(self, server_round: int, client_ids, shared, cfg, want_records: bool) -> RoundResult:
-        if want_records:
-            raise FFMRecError("secure aggregation hides each client's record, but the strategy or an observer asked "
-                              "for them: run with a linear strategy and no recorder/audit (see federated.secagg).")
+        """One secure round; with ``want_records`` (the recorder) the result's ``received`` holds what the server
+        received from each survivor (:meth:`_received`), never a record: the server has none."""
         t0 = time.perf_counter()
         groups, missing = self.executor.groups(client_ids, per_user=True)
         result = RoundResult(failures=list(missing))
@@ -260,7 +258,9 @@ class SecAggPlusEngine:
                              reconstruction_threshold=float(s.reconstruction_threshold), max_weight=float(self.max_weight),
                              clipping_range=float(s.clipping_range), quantization_range=int(s.quantization_range),
                              modulus_range=MODULUS, timeout=float(self.fed.client_timeout))
-        grid = _Tap(self.executor.grid, self.received)
+        replies = self.received if self.received is not None else ([] if want_records else None)
+        first = len(replies) if replies is not None else 0
+        grid = _Tap(self.executor.grid, replies)
         collect = _Collect([GridClientProxy(node, grid, 0) for node in by_node])
         context = LegacyContext(Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}),
                                 strategy=collect)
@@ -277,8 +277,44 @@ class SecAggPlusEngine:
                 result.failures.append((uid, grid.errors.get(node) or grid.errors.get(-1) or halted))
         if survivors:
             result.partials.append(self._partial(collect.aggregate, sorted(by_node[n] for n in survivors)))
+            if want_records:
+                result.received = self._received(replies[first:], {n: by_node[n] for n in survivors})
         self.seconds.append(time.perf_counter() - t0)
         return result
+
+    def _received(self, replies: list[Message], users: dict[int, int]) -> list[ClientRecord]:
+        """What the server received from each survivor (``users``: node -> user) in the round, as one record each
+        for the recorder (:attr:`~ffmrec.federated.engines.base.RoundResult.received`): its masked vector, one int64
+        tensor per declared tensor (same shape) plus ``secagg/factor`` and ``secagg/stats`` (the masked weight factor
+        and the two extra coordinates), its two public keys (``secagg/public-keys``: their bytes), and the weight it
+        stated in the clear (``num_examples``: 0). The ciphertexts it sent are shares encrypted for its neighbours and
+        the shares it sent to unmask are of its neighbours' secrets: neither is about its own data."""
+        keys: dict[int, bytes] = {}
+        masked: dict[int, tuple[list[np.ndarray], int]] = {}
+        for reply in replies:
+            node = int(reply.metadata.src_node_id)
+            if reply.has_error() or node not in users or RECORD_KEY_CONFIGS not in reply.content.config_records:
+                continue
+            record = reply.content.config_records[RECORD_KEY_CONFIGS]
+            if Key.PUBLIC_KEY_1 in record:
+                keys[node] = bytes(record[Key.PUBLIC_KEY_1]) + bytes(record[Key.PUBLIC_KEY_2])
+            if Key.MASKED_PARAMETERS in record:
+                arrays = [bytes_to_ndarray(b) for b in record[Key.MASKED_PARAMETERS]]
+                masked[node] = (arrays, int(compat.recorddict_to_fitres(reply.content, False).num_examples))
+        width = max((len(k) for k in keys.values()), default=0)
+        out = []
+        for node, uid in sorted(users.items(), key=lambda kv: kv[1]):
+            if node not in masked:
+                continue
+            (factor, *arrays, stats), stated = masked[node]
+            tensors = {name: torch.from_numpy(np.asarray(a, dtype=np.int64).reshape(self.specs[name][0]))
+                       for name, a in zip(self.names, arrays)}
+            tensors["secagg/factor"] = torch.from_numpy(np.asarray(factor, dtype=np.int64).ravel())
+            tensors["secagg/stats"] = torch.from_numpy(np.asarray(stats, dtype=np.int64).ravel())
+            key = np.frombuffer(keys.get(node, b"").ljust(width, b"\0"), dtype=np.uint8)
+            tensors["secagg/public-keys"] = torch.from_numpy(key.astype(np.int64))
+            out.append(ClientRecord(uid, tensors, stated))
+        return out
 
     def _partial(self, arrays: list[np.ndarray], users: list[int]) -> PartialSum:
         """The survivors' sum from the workflow's weighted mean (the last array: the two extra coordinates)."""
