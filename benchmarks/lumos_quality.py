@@ -82,7 +82,7 @@ def run(method: str, dataset: str, root: Path, overrides: list[str], setting_lab
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--methods", nargs="*", default=METHODS, help="methods of the main rows (none: --cold rows only)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--cold", action="store_true", help="add the cold-item rows")
     parser.add_argument("--cold-methods", nargs="+", default=["fedsasrec", "lumos"])
