@@ -7,8 +7,8 @@ ranking), rounds or epochs and the best one, seconds per round or epoch, peak RS
 the views per client (milliseconds; tokens for the LLM backend), measured on ``--view-clients`` clients.
 
 ``--cold`` adds the cold-item rows (``"setting": "cold-items"``: ``eval.protocol=cold-items``, a seeded 10% of the
-items held out of all training; HR/NDCG over the users whose test item is cold) for each ``--cold-reprs`` item
-representation of each ``--cold-methods`` method.
+items held out of all training; HR/NDCG over the users whose test item is cold, their number and the median rank of
+their test item (1 = first)) for each ``--cold-reprs`` item representation of each ``--cold-methods`` method.
 
 ``local-sasrec`` (each user trains their own SASRec alone, no federation; models materialised one cohort at a time,
 see :mod:`ffmrec.train.local_only`) reports the local epochs and learning rate chosen on validation, the grid it
@@ -72,6 +72,10 @@ def run(method: str, dataset: str, root: Path, overrides: list[str], setting_lab
         extra = budget_metrics(config, result.summary)
     if method.startswith("lumos") and view_clients > 0:
         extra.update(view_cost(config, view_clients))
+    if setting_label == "cold-items":  # where the cold targets land when none reaches the top 20
+        ranks = np.load(result.out_dir / "test_ranks.npz")
+        scored = ranks["rank"][ranks["scored"].astype(bool)]
+        extra.update({"scored_users": int(len(scored)), "median_rank": float(np.median(scored))})
     row = {"dataset": dataset, "method": method, "setting": setting_label or config.setting, "seed": config.seed,
            "item_repr": config.model.item_repr,
            "metrics": {**result.metrics, **extra, "peak_rss_mb": round(peak_rss_mb(), 1)}}
