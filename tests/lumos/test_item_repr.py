@@ -82,3 +82,41 @@ def test_unseen_items_are_no_training_candidates_but_are_scored():
     assert plain.item_emb.weight.grad[10:12].abs().sum() > 0
     assert torch.isfinite(held.full_sort_predict(BATCH)[:, 10:12]).all()  # still scored at test time
     assert "unseen" not in held.state_dict()
+
+
+def test_a_cold_items_id_part_is_the_mean_of_its_nearest_warm_items_by_text():
+    """Items 10 and 11 cold; item 10's text is item 3's plus a little, item 11's is minus item 5's: with 2 neighbours
+    item 10's id part is the mean of item 3's and its next nearest warm item's rows, computed by hand."""
+    text = text_table()
+    text[10] = text[3] + 0.01 * text[4]
+    text[11] = -text[5]
+    torch.manual_seed(0)
+    cfg = SASRecConfig(max_len=5, hidden_size=8, num_heads=2, inner_size=16, dropout=0.0, item_repr="hybrid",
+                       cold_neighbours=2)
+    m = SASRec(cfg, N, 3, text, unseen_items=torch.tensor([10, 11]))
+    unit = torch.nn.functional.normalize(text, dim=-1)
+    warm = [i for i in range(1, N + 1) if i not in (10, 11)]
+    table = m.item_table()
+    projected = m.text_proj(m.item_text)
+    for cold in (10, 11):
+        sims = torch.tensor([float(unit[cold] @ unit[w]) for w in warm])
+        nearest = [warm[j] for j in sims.argsort(descending=True)[:2].tolist()]
+        expected = projected[cold] + m.item_emb.weight[nearest].mean(0)
+        assert torch.allclose(table[cold], expected, atol=1e-6)
+    assert m.cold_neighbour_rows[0, 0] == 3 and 10 not in m.cold_neighbour_rows and 11 not in m.cold_neighbour_rows
+    warm_rows = torch.tensor(warm)
+    assert torch.equal(table[warm_rows], (projected + m.item_emb.weight)[warm_rows])  # warm items unchanged
+    off = SASRec(SASRecConfig(**{**cfg.__dict__, "cold_neighbours": 0}), N, 3, text, unseen_items=torch.tensor([10, 11]))
+    off.load_state_dict(m.state_dict())
+    assert torch.equal(off.item_table()[10], (projected + m.item_emb.weight)[10])  # 0: its own (untrained) row
+    assert "cold_rows" not in m.state_dict()
+    # training is unchanged: cold items are no candidates, so the imputed rows pass no gradient to their neighbours
+    m.eval(), off.eval()
+    m.calculate_loss(BATCH).backward()
+    off.calculate_loss(BATCH).backward()
+    assert torch.allclose(m.item_emb.weight.grad, off.item_emb.weight.grad) and m.item_emb.weight.grad.abs().sum() > 0
+
+
+def test_cold_neighbours_must_be_a_non_negative_integer():
+    with pytest.raises(ConfigError, match="cold_neighbours"):
+        SASRecConfig(cold_neighbours=-1)
