@@ -9,9 +9,8 @@ warm items (the best round or epoch is chosen on warm items, as it would be in d
 than 3 items are dropped. Cold items are not in the catalogue at training time: the methods pass them to the model
 (``SASRec(unseen_items=...)``), whose training softmax leaves them out (else the full-catalogue cross-entropy would
 push them down as negatives); at test time every item is scored. An id-only model has never trained a cold item's
-embedding; a text or hybrid model (``model.item_repr``) scores it through its text (a hybrid model's id part of a
-cold item, never trained, is the mean of its nearest warm items' by text: ``model.cold_neighbours``). LUMOS's views
-never contain a cold item either (:class:`ffmrec.fm.views.ItemKnowledge` ``excluded``).
+embedding; a text or hybrid model (``model.item_repr``) scores it through its text. LUMOS's views never contain a
+cold item either (:class:`ffmrec.fm.views.ItemKnowledge` ``excluded``).
 """
 
 from __future__ import annotations

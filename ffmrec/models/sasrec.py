@@ -45,7 +45,6 @@ class SASRecConfig:
     user_embedding: bool = field(default=False, metadata={"help": "Add a personal user vector to the sequence representation (a personal parameter: it never leaves the user's device)."})
     mask_token: bool = field(default=False, metadata={"help": "Add a learned mask item (id num_items + 1) that inputs may contain but that is never scored (CL4SRec's mask augmentation)."})
     item_repr: str = field(default="id", metadata={"help": "How an item is represented: 'id' (a learned embedding per item), 'text' (the item's frozen text embedding through a trainable linear projection: items without training interactions can still be recommended) or 'hybrid' (both, summed). text/hybrid need a dataset with item text."})
-    cold_neighbours: int = field(default=10, metadata={"help": "item_repr=hybrid with cold items (no training interactions, e.g. eval.protocol=cold-items): a cold item's id embedding, never trained, is the mean of the trained id embeddings of its cold_neighbours nearest warm items by text cosine (0 = its own untrained row)."})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -59,8 +58,6 @@ class SASRecConfig:
             raise ConfigError(f"model.loss={self.loss!r} is unknown: use 'ce', 'bce' or 'sampled_ce'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} is outside [0, 1): choose e.g. 0.2 or 0.5.")
-        if not isinstance(self.cold_neighbours, int) or self.cold_neighbours < 0:
-            raise ConfigError(f"model.cold_neighbours={self.cold_neighbours!r} must be an integer >= 0 (e.g. 10; 0 = off).")
         for name in ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "num_negatives"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer.")
@@ -108,16 +105,6 @@ class Block(nn.Module):
         return x
 
 
-def text_neighbours(text: torch.Tensor, cold: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For items ``1..N`` with text embeddings ``text`` ``(N, D)`` and a cold mask ``cold`` ``(N,)``: the cold items'
-    ids ``(U,)`` and the ids ``(U, min(k, warm))`` of each one's nearest warm items by cosine, nearest first."""
-    unit = F.normalize(text.float(), dim=-1)
-    cold_ids, warm_ids = cold.nonzero().squeeze(1), (~cold).nonzero().squeeze(1)
-    sims = unit[cold_ids] @ unit[warm_ids].T  # (U, W)
-    nearest = sims.topk(min(k, len(warm_ids)), dim=1).indices
-    return cold_ids + 1, warm_ids[nearest] + 1
-
-
 class SASRec(Recommender):
     """SASRec over ``num_items`` items (ids 1..num_items; 0 is padding).
 
@@ -160,11 +147,6 @@ class SASRec(Recommender):
             self.register_buffer("unseen", unseen, persistent=False)  # (N,): never a training candidate
         else:
             self.unseen = None
-        rows = neighbours = None
-        if cfg.item_repr == "hybrid" and self.unseen is not None and cfg.cold_neighbours > 0:
-            rows, neighbours = text_neighbours(self.item_text[1:num_items + 1], self.unseen, cfg.cold_neighbours)
-        self.register_buffer("cold_rows", rows, persistent=False)  # (U,) item ids of the cold items
-        self.register_buffer("cold_neighbour_rows", neighbours, persistent=False)  # (U, k) item ids
         self.apply(self._init_weights)
 
     def item_table(self) -> torch.Tensor | None:
@@ -174,10 +156,7 @@ class SASRec(Recommender):
             return None
         table = self.text_proj(self.item_text)  # (rows, d)
         if self.cfg.item_repr == "hybrid":
-            ids = self.item_emb.weight
-            if self.cold_rows is not None:  # a cold item's id part: its text neighbours' trained rows, averaged
-                ids = ids.index_copy(0, self.cold_rows, ids[self.cold_neighbour_rows].mean(1))
-            table = table + ids
+            table = table + self.item_emb.weight
         return table
 
     def _embed(self, ids: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
