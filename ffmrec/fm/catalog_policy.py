@@ -183,11 +183,13 @@ class CatalogPolicy:
         return embeddings
 
     # --- the policy -----------------------------------------------------------------------------------------------
-    def log_probs(self, prompts: Sequence[str], reference: bool = False) -> torch.Tensor:
-        """``(B, M)`` log pi(m | x) over the catalogue; ``reference=True``: adapters disabled (no gradient)."""
+    def log_probs(self, prompts: Sequence[str], reference: bool = False,
+                  exclude: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+        """``(B, M)`` log pi(m | x) over the catalogue; ``reference=True``: adapters disabled (no gradient);
+        ``exclude``: see :meth:`log_probs_of`."""
         if reference:
-            return self.log_probs_of(self.reference_embeddings(prompts), reference=True)
-        return self.log_probs_of(self.encode(prompts))
+            return self.log_probs_of(self.reference_embeddings(prompts), reference=True, exclude=exclude)
+        return self.log_probs_of(self.encode(prompts), exclude=exclude)
 
     @torch.no_grad()
     def reference_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -208,10 +210,18 @@ class CatalogPolicy:
         projection = getattr(self.model.base_model.model, MOVIE_PROJECTION)
         return torch.nn.functional.normalize(projection(self.movie_embeddings), dim=-1)
 
-    def log_probs_of(self, embeddings: torch.Tensor, reference: bool = False) -> torch.Tensor:
+    def log_probs_of(self, embeddings: torch.Tensor, reference: bool = False,
+                     exclude: Sequence[Sequence[int]] = ()) -> torch.Tensor:
         """``(B, M)`` log-softmax over the catalogue of ``(B, d)`` prompt embeddings: ``cos / tau`` plus the popularity
-        prior; ``reference=True``: the frozen movie embeddings (no movie adapter)."""
+        prior; ``reference=True``: the frozen movie embeddings (no movie adapter). ``exclude[b]``: catalogue indices
+        the policy never recommends for prompt ``b`` (e.g. movies already in the user's PKG): the softmax runs over the
+        other movies, the excluded get log-probability ``-inf``."""
         logits = embeddings @ self.movies(reference).T / self.config.temperature + self.log_prior
+        if any(len(idx) for idx in exclude):
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            for b, idx in enumerate(exclude):
+                mask[b, list(idx)] = True
+            logits = logits.masked_fill(mask, float("-inf"))
         return torch.log_softmax(logits, dim=-1)
 
     @staticmethod
@@ -221,8 +231,11 @@ class CatalogPolicy:
 
     @staticmethod
     def kl(policy: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """Mean over prompts of the exact KL(pi_theta || pi_ref) over the catalogue (from ``(B, M)`` log-probs)."""
-        return (policy.exp() * (policy - reference)).sum(-1).mean()
+        """Mean over prompts of the exact KL(pi_theta || pi_ref) over the catalogue (from ``(B, M)`` log-probs; movies
+        excluded from both, log-probability ``-inf``, add nothing)."""
+        excluded = torch.isneginf(policy)
+        gap = policy.masked_fill(excluded, 0.0) - reference.masked_fill(excluded, 0.0)
+        return (policy.exp() * gap).sum(-1).mean()
 
     @torch.no_grad()
     def recommend(self, prompts: Sequence[str], k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[list[list[int]], torch.Tensor]:

@@ -7,7 +7,11 @@ fails alone and the round goes on) and, each round, builds its prompts from the 
 (``prepare`` samples ``examples_per_client`` of its training points with its own generator). Training
 (:meth:`KTOTask.train_stateful`): ``local_steps`` full-batch steps of :func:`ffmrec.fm.kto.kto_loss` with a fresh
 optimizer, the policy being the adapters and the reference the same model with adapters disabled; the client sends the
-change of the adapter tensors. With ``model.freeze_a`` (FFA-LoRA) only ``lora_B`` is shared.
+change of the adapter tensors. With ``model.freeze_a`` (FFA-LoRA) only ``lora_B`` is shared. With ``mask_known``
+(beside ``exclude_known``) the trained policy is the one that recommends: the softmax over the catalogue without the
+movies of the PKG before the data point's turn, for the policy and the reference alike (otherwise about a quarter of the
+frozen base's probability mass sits on those movies, which the prompt names, and every desirable step spends itself
+pushing them down, and similar unseen movies with them).
 
 Evaluation runs where the data lives: each validation/test query's prompt is scored over the whole catalogue; the
 ranked top 10 gives MRR and Hits@1/3/10, and the first ``set_size`` items are the set the policy outputs for
@@ -47,6 +51,7 @@ class KTOTaskConfig(RedialExamplesConfig):
     set_size: int = field(default=1, metadata={"help": f"Recommendations the policy outputs per query for precision/recall/F1 (1..{MAX_SET}); chosen on validation data by the benchmark."})
     exclude_known: bool = field(default=False, metadata={"help": "Never recommend movies the user's PKG held before the query's turn (the leak-free prompt's PKG); baselines are scored with the same exclusion."})
     known_negatives: bool = field(default=True, metadata={"help": "Train on undesirable points whose movies all were already in the PKG before the turn (the recommender repeating a known movie); false drops them (with exclude_known the policy never recommends such movies anyway)."})
+    mask_known: bool = field(default=False, metadata={"help": "With exclude_known, train the policy that recommends: KTO's log-probabilities (policy and reference) come from the catalogue softmax without the movies of the PKG before the data point's turn, so that those movies, never recommended anyway, take no probability mass; undesirable movies among them leave their completion (a point left with none is not trained on)."})
     eval_batch_size: int = field(default=32, metadata={"help": "Prompts scored together in evaluation."})
 
     def __post_init__(self) -> None:
@@ -59,6 +64,9 @@ class KTOTaskConfig(RedialExamplesConfig):
                               f"{self.eval_batch_size} must be >= 1.")
         if not 1 <= self.set_size <= MAX_SET:
             raise ConfigError(f"task.set_size={self.set_size} must lie in [1, {MAX_SET}].")
+        if self.mask_known and not self.exclude_known:
+            raise ConfigError("task.mask_known=true trains the policy that never recommends known movies: it needs "
+                              "task.exclude_known=true.")
 
 
 class KTOTask(ClientTask):
@@ -103,9 +111,10 @@ class KTOTask(ClientTask):
 
     def train_indices(self, client: int) -> list[int]:
         """The client's training points (indices into its training data): all, or without the known negatives
-        (``known_negatives=False``: undesirable points whose movies all were in the PKG before their turn)."""
+        (``known_negatives=False`` or ``mask_known``: undesirable points whose movies all were in the PKG before their
+        turn)."""
         train = self.users[client].train
-        if self.config.known_negatives:
+        if self.config.known_negatives and not self.config.mask_known:
             return list(range(len(train)))
         if client not in self._train_indices:
             history = self.users[client].history
@@ -156,15 +165,27 @@ class KTOTask(ClientTask):
 
     def objective_of(self, prompts: list[str], examples: list[Example], keys: list[tuple] | None = None
                      ) -> tuple[torch.Tensor, dict]:
-        """The KTO loss of data points (prompts and their examples) under the current adapters."""
-        policy = self.policy
-        completions = [[self.catalog.index[m] for m in e.movies] for e in examples]
+        """The KTO loss of data points (prompts and their examples, ``keys`` their ``(client, split, index)``) under
+        the current adapters; with ``mask_known``, over the catalogue without each point's known movies (the movies of
+        a completion among them are left out; a point left with none does not count)."""
+        policy, c = self.policy, self.config
+        known: list[list[int]] = [[] for _ in examples]
+        if c.mask_known:
+            if keys is None:
+                raise ValueError("task.mask_known needs the data points' keys (client, split, index)")
+            known = [self._known(k[0], e) for k, e in zip(keys, examples)]
+        completions = [[m for m in (self.catalog.index[x] for x in e.movies) if m not in set(kn)]
+                       for e, kn in zip(examples, known)]
+        rows = [b for b, comp in enumerate(completions) if comp]
+        if len(rows) < len(examples):
+            prompts, examples, completions, known = ([x[b] for b in rows]
+                                                     for x in (prompts, examples, completions, known))
+            keys = None if keys is None else [keys[b] for b in rows]
         desirable = torch.tensor([e.desirable for e in examples])
-        logp = policy.log_probs(prompts)  # (B, M)
-        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts), reference=True) if keys is not None
-               else policy.log_probs(prompts, reference=True))  # (B, M), no gradient
+        logp = policy.log_probs(prompts, exclude=known)  # (B, M)
+        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts), reference=True, exclude=known)
+               if keys is not None else policy.log_probs(prompts, reference=True, exclude=known))  # (B, M), no gradient
         kl = policy.kl(logp.detach(), ref)
-        c = self.config
         return kto_loss(policy.completion_logps(logp, completions), policy.completion_logps(ref, completions),
                         desirable, kl, c.beta, c.desirable_weight, c.undesirable_weight)
 
