@@ -13,7 +13,7 @@ before the query's turn.
 Also: the payload per round (the core's byte counter; Qwen3-0.6B/1.7B/4B LoRA shapes from meta-device adapters),
 seconds per round and the peak memory.
 
-    python benchmarks/fedtrek.py --rounds 30 --eval-users 100
+    python benchmarks/fedtrek.py --rounds 30 --eval-users 100 [--skip kge local ...] [--results fedtrek_redial]
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--kge-rounds", type=int, default=10)
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: federated kge centralized local")
+    parser.add_argument("--results", default="fedtrek_redial", help="name of the results file (variants elsewhere)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_recipe("fedtrek", overrides=[f"federated.rounds={args.rounds}",
@@ -124,7 +125,7 @@ def main() -> None:
                              "metrics": result[protocol], "set_size": result["set_size"], **(extra or {}),
                              "paper": PAPER.get(setting) if method == "catalog" else None, "config": info})
         print(method, setting, json.dumps({k: v for k, v in result.items()}), flush=True)
-        write_results("fedtrek_redial", rows)  # after every row: a long run keeps what it measured
+        write_results(args.results, rows)  # after every row: a long run keeps what it measured
 
     # popularity (no prompt: identical under both protocols)
     ranking = popularity_ranking(data.users, catalog)
@@ -206,7 +207,7 @@ def main() -> None:
         rows.append({"dataset": "redial", "method": "generative", "setting": "cost", "protocol": "leak-free",
                      "metrics": {"model": f"Qwen3-{size} shape (meta device)", "lora_parameters": p["parameters"],
                                  "payload_bytes_per_direction": p["bytes"], "payload_mib": p["bytes"] / 2**20}})
-    print(write_results("fedtrek_redial", rows))
+    print(write_results(args.results, rows))
 
 
 if __name__ == "__main__":
