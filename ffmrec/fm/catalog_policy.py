@@ -217,12 +217,17 @@ class CatalogPolicy:
         the policy never recommends for prompt ``b`` (e.g. movies already in the user's PKG): the softmax runs over the
         other movies, the excluded get log-probability ``-inf``."""
         logits = embeddings @ self.movies(reference).T / self.config.temperature + self.log_prior
-        if any(len(idx) for idx in exclude):
-            mask = torch.zeros_like(logits, dtype=torch.bool)
-            for b, idx in enumerate(exclude):
-                mask[b, list(idx)] = True
-            logits = logits.masked_fill(mask, float("-inf"))
-        return torch.log_softmax(logits, dim=-1)
+        return torch.log_softmax(self.excluded(logits, exclude), dim=-1)
+
+    @staticmethod
+    def excluded(scores: torch.Tensor, exclude: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``scores`` ``(B, M)`` with ``-inf`` at the catalogue indices ``exclude[b]`` of each row ``b``."""
+        if not any(len(idx) for idx in exclude):
+            return scores
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        for b, idx in enumerate(exclude):
+            mask[b, list(idx)] = True
+        return scores.masked_fill(mask, float("-inf"))
 
     @staticmethod
     def completion_logps(log_probs: torch.Tensor, completions: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -242,9 +247,6 @@ class CatalogPolicy:
         """The top ``k`` catalogue indices per prompt (greedy) and their probabilities ``(B, k)``; ``exclude[b]``
         (e.g. movies already in the user's PKG) are never recommended."""
         self.model.eval()
-        logp = self.log_probs(prompts)  # (B, M)
-        for b, idx in enumerate(exclude):
-            if len(idx):
-                logp[b, list(idx)] = -float("inf")
+        logp = self.excluded(self.log_probs(prompts), exclude)  # (B, M): full-catalogue probabilities, excluded -inf
         top = logp.topk(min(k, logp.shape[-1]), dim=-1)
         return top.indices.tolist(), top.values.exp()

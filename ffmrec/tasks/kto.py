@@ -174,8 +174,8 @@ class KTOTask(ClientTask):
             if keys is None:
                 raise ValueError("task.mask_known needs the data points' keys (client, split, index)")
             known = [self._known(k[0], e) for k, e in zip(keys, examples)]
-        completions = [[m for m in (self.catalog.index[x] for x in e.movies) if m not in set(kn)]
-                       for e, kn in zip(examples, known)]
+        completions = [[m for m in (self.catalog.index[x] for x in e.movies) if m not in kn]
+                       for e, kn in zip(examples, map(set, known))]
         rows = [b for b, comp in enumerate(completions) if comp]
         if len(rows) < len(examples):
             prompts, examples, completions, known = ([x[b] for b in rows]
