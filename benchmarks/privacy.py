@@ -17,6 +17,10 @@ device's masked vector, public keys and stated weight) and the same attack suite
     python benchmarks/privacy.py [--datasets ml-100k ml-1m] [--defences undefended ldp ...] [--out DIR]
         [--main-seeds 3] [--record 8] [--set [DATASET:]key=value ...]
 
+``cdp-client`` is central DP clipped on the devices (each clips its update and states weight 1; the server adds the
+noise to the sum) on the fast engine, and ``secagg+cdp`` the same mechanism under SecAgg+: the server then sees no
+update and the models carry a finite epsilon.
+
 ``--defences`` with no name attacks the raw interactions only (the ceiling; no training run). The best combination and
 the must-reach verdict (every artifact's gender AUC <= 0.55, age and occupation accuracy within 0.02 of the majority
 rate, NDCG@20 loss <= 5%) are written under the Markdown table; rows of the best combination carry
@@ -38,6 +42,16 @@ import numpy as np
 import torch
 from common import RESULTS, overrides_for, write_results
 
+# Flower's SecAgg+ on Flower's simulation engine, one device per SuperNode (run_one sets num_supernodes to the number
+# of users), 7 shares per device: the server receives masked vectors (recorded and attacked as they are)
+SECAGG = ["federated.engine=flower-sim", "federated.message_mode=per-user", "federated.secure_aggregation=true",
+          "federated.secagg.num_shares=7"]
+# central DP with device-side clipping: C = 1.0, z = 0.12, the largest noise within 5% of the undefended NDCG@20 on
+# ml-100k (seed 42: z = 0.10 / 0.12 / 0.15 / 0.30 / 1.0 lose 2.5 / 4.0 / 6.7 / 11 / 55%; C = 0.5 as C = 1.0 (FedAdam
+# is scale-free once every update is clipped), C = 2 loses 8% at z = 0.1): epsilon ~1.4e4 at delta 1e-5, finite
+# but no meaningful guarantee on this 50-round workload
+CDP_CLIENT = ["federated.client_clip_norm=1.0", "federated.central_clip_norm=null",
+              "federated.central_noise_multiplier=0.12"]
 #: defence -> overrides (on top of the recipe and the benchmark's --set)
 DEFENCES: dict[str, list[str]] = {
     "undefended": [],
@@ -54,10 +68,12 @@ DEFENCES: dict[str, list[str]] = {
                        "federated.client_noise_multiplier=0.2", "federated.central_clip_norm=1.0",
                        "federated.central_noise_multiplier=1.0"],
     "hide-metadata": ["federated.hide_metadata=true"],
-    # Flower's SecAgg+ on Flower's simulation engine, one device per SuperNode (run_one sets num_supernodes to the
-    # number of users), 7 shares per device: the server receives masked vectors (recorded and attacked as they are)
-    "secagg": ["federated.engine=flower-sim", "federated.message_mode=per-user", "federated.secure_aggregation=true",
-               "federated.secagg.num_shares=7"],
+    "secagg": SECAGG,
+    # central DP with device-side clipping (ffmrec.federated.strategies.central_dp, device mode): each device clips its
+    # update to client_clip_norm and states weight 1, the server adds N(0, (z C)^2) to the sum; the same mechanism
+    # without (cdp-client, fast engine) and under Flower's SecAgg+ (secagg+cdp: the server never sees an update)
+    "cdp-client": CDP_CLIENT,
+    "secagg+cdp": SECAGG + CDP_CLIENT,
     "ldp-weak+hide-metadata": ["federated.client_clip_norm=1.0", "federated.client_noise_multiplier=0.01",
                                "federated.hide_metadata=true"],
     "pseudo-items+ldp-weak+hide-metadata": ["federated.pseudo_item_ratio=0", "federated.client_clip_norm=1.0",
@@ -105,23 +121,37 @@ def test_fairness(run_dir: Path, config) -> dict[str, float]:
     return fairness_metrics(ranks, top, dataset.num_items, dataset.sequence_lengths(), gender, k=20)
 
 
+def _epsilons(config, num_users: int, seed: int) -> dict[str, float]:
+    """``epsilon`` (the larger budget) and each budget the run's DP spends at delta 1e-5 (empty without DP)."""
+    from ffmrec.privacy.accounting import run_epsilon
+
+    eps = run_epsilon(config.federated, num_users, seed)
+    if not eps:
+        return {}
+    return {"epsilon": max(v for k, v in eps.items() if k.startswith("epsilon")),
+            **{k: v for k, v in eps.items() if k != "delta"}}
+
+
 def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[str], record: int,
             keep_egress: bool = False) -> dict:
     """One defence on one dataset and seed: train, attack, fairness; the finished row is cached in its folder."""
     from ffmrec.pipeline import pipeline
-    from ffmrec.privacy.accounting import run_epsilon
     from ffmrec.privacy.report import attack_run
     from ffmrec.recipes import load_recipe
 
     run_dir = out / dataset / defence / f"seed-{seed}"
     cached = run_dir / "privacy_row.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
     # the noise seeded by the run's seed (federated.noise_seed): reproducible rows, but no guarantee against a server
     # that knows the config (real deployments leave it null: the devices draw their secret from the OS)
     items = overrides_for(dataset, WORKLOAD + overrides) + DEFENCES[defence] + [f"seed={seed}",
                                                                                 f"federated.noise_seed={seed}"]
     config = load_recipe("fedsasrec", dataset, items)
+    if cached.is_file():  # epsilon is a function of the config: always the current accountant's
+        row = json.loads(cached.read_text())
+        row["metrics"] = {k: v for k, v in row["metrics"].items() if not k.startswith("epsilon")}
+        users = json.loads((run_dir / "summary.json").read_text())["dataset"]["users"]
+        row["metrics"].update(_epsilons(config, int(users), seed))
+        return row
     if config.federated.secure_aggregation:  # one user per SuperNode
         from ffmrec.data import load_dataset
 
@@ -140,14 +170,11 @@ def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[st
     if not keep_egress:  # hundreds of MB of client messages: attacked, not kept
         shutil.rmtree(run_dir / "egress", ignore_errors=True)
     num_users = int(summary["dataset"]["users"])
-    eps = run_epsilon(config.federated, num_users, seed)
     s = doc["summary"]
     metrics = {k: v for k, v in s.items() if not k.endswith("_raw") and k != "gender_auc"}
     metrics.update({"NDCG@20": test["NDCG@20"], "HR@20": test["HR@20"], "NDCG@10": test["NDCG@10"],
                     "seconds_per_round": round(summary["seconds_per_round"], 3), "wall_seconds": round(wall, 1)})
-    if eps:
-        metrics["epsilon"] = max(v for k, v in eps.items() if k.startswith("epsilon"))
-        metrics.update({k: v for k, v in eps.items() if k != "delta"})
+    metrics.update(_epsilons(config, num_users, seed))
     metrics.update(test_fairness(run_dir, config))
     row = {"dataset": dataset, "method": defence, "setting": "federated", "seed": seed, "metrics": metrics,
            "worst_artifact": {t: max(((n, r[t]["auc"]) for n, r in doc["results"].items()
@@ -241,6 +268,13 @@ def must_reach(rows: list[dict], best: str | None) -> list[str]:
         elif eps > 10:
             out.append(f"epsilon {eps:.3g} is far too large to be a meaningful formal guarantee: the protection "
                        "measured here is empirical (against these attackers), not differential privacy")
+    for other in dict.fromkeys(r["method"] for r in rows):  # the runners-up that meet the targets too
+        loss, eps = _mean(rows, other, "ndcg_loss_vs_undefended"), _mean(rows, other, "epsilon")
+        if other not in (best, "undefended", RAW_ROW) and _private(rows, other) and loss is not None and loss <= MAX_LOSS:
+            seeds = len({r["seed"] for r in rows if r["method"] == other})
+            out.append(f"also meets the targets: {other} (worst gender AUC "
+                       f"{_mean(rows, other, 'gender_auc_worst_artifact'):.3f}, NDCG@20 loss {loss:.4f}, epsilon "
+                       f"{'infinite (no DP)' if eps is None else f'{eps:.3g}'}, {seeds} seed{'s' * (seeds > 1)})")
     return out
 
 

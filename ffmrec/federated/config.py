@@ -64,11 +64,11 @@ class FederatedConfig:
     pseudo_item_ratio: float | None = field(default=None, metadata={"help": "Hide which embedding rows a client touched: fill this many times as many untouched rows with look-alike random rows (pseudo-items); 0 = every untouched row (dense update); null = off."})
     noise_seed: int | None = field(default=None, metadata={"help": "Experiments only: seeds the devices' secret (local DP noise, pseudo rows) and the central DP noise, so a defended run is reproducible. Anyone who knows it (the server reads the config) can regenerate and subtract the noise: leave it null (drawn from the operating system) for real privacy."})
     hide_metadata: bool = field(default=False, metadata={"help": "Client-side: every record claims weight 1 (uniform averaging: the weight no longer reveals the history length) and reports its loss as NaN (not reported)."})
-    central_noise_multiplier: float | None = field(default=None, metadata={"help": "Central DP (DP-FedAvg): the server clips each update to central_clip_norm, adds Gaussian noise of std central_noise_multiplier * central_clip_norm to the sum and averages (null = off)."})
-    central_clip_norm: float = field(default=1.0, metadata={"help": "Central DP: L2 bound of each client's whole update."})
+    central_noise_multiplier: float | None = field(default=None, metadata={"help": "Central DP (DP-FedAvg): each update is clipped to L2 norm C (central_clip_norm, by the server; or client_clip_norm, by the device, when central_clip_norm is null), the server adds Gaussian noise of std central_noise_multiplier * C to the sum of the clipped updates and divides by the number of clients, each counted once (null = off)."})
+    central_clip_norm: float | None = field(default=1.0, metadata={"help": "Central DP: L2 bound C of each client's whole update, applied by the server; null = each device clips its own update to client_clip_norm and states weight 1, and the server only adds the noise to the sum (needed with secure_aggregation)."})
     record_rounds: list[int] = field(default_factory=list, metadata={"help": "Rounds whose per-client records are saved to RUN/egress/ for offline attacks (e.g. [1, 100])."})
     audit: bool = field(default=False, metadata={"help": "Egress audit: fail the run if a client sends anything but the declared shared tensors (no raw data, personal rows or prepared views)."})
-    secure_aggregation: bool = field(default=False, metadata={"help": "Flower engines (flower-sim, flower-deploy), per-user mode, one user per SuperNode: Flower's SecAgg+ (masked, quantized updates; the server learns only the round's weighted mean update, mean loss and total weight, never a client's update or weight). Needs a linear strategy (fedavg, fedprox, fedadam) and no audit, max_update_norm or central DP; record_rounds then saves what the server received (masked vectors, public keys)."})
+    secure_aggregation: bool = field(default=False, metadata={"help": "Flower engines (flower-sim, flower-deploy), per-user mode, one user per SuperNode: Flower's SecAgg+ (masked, quantized updates; the server learns only the round's weighted mean update, mean loss and total weight, never a client's update or weight). Needs a linear strategy (fedavg, fedprox, fedadam) and no audit or max_update_norm; central DP only with device-side clipping (client_clip_norm set, central_clip_norm=null); record_rounds then saves what the server received (masked vectors, public keys)."})
     secagg: SecAggConfig = field(default_factory=SecAggConfig, metadata={"help": "SecAgg+ parameters (secure_aggregation=true)."})
     client: ClientConfig = field(default_factory=ClientConfig, metadata={"help": "Local training on each device."})
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig, metadata={"help": "Robustness: malicious clients promoting a target item (fraction=0: none)."})
@@ -107,9 +107,14 @@ class FederatedConfig:
             raise ConfigError(f"federated.pseudo_item_ratio={self.pseudo_item_ratio} must be >= 0 (0 = dense) or null.")
         if not isinstance(self.hide_metadata, bool):
             raise ConfigError(f"federated.hide_metadata={self.hide_metadata!r} must be true or false.")
-        if self.central_noise_multiplier is not None and (self.central_noise_multiplier < 0 or self.central_clip_norm <= 0):
+        if self.central_noise_multiplier is not None and (self.central_noise_multiplier < 0 or (
+                self.central_clip_norm is not None and not self.central_clip_norm > 0)):
             raise ConfigError(f"federated.central_noise_multiplier={self.central_noise_multiplier} must be >= 0 and "
-                              f"federated.central_clip_norm={self.central_clip_norm} > 0.")
+                              f"federated.central_clip_norm={self.central_clip_norm} > 0 (or null: the devices clip).")
+        device_clipped = self.central_noise_multiplier is not None and self.central_clip_norm is None
+        if device_clipped and self.client_clip_norm is None:
+            raise ConfigError("federated.central_clip_norm=null (central DP with device-side clipping) needs "
+                              "federated.client_clip_norm set (e.g. 1.0): the devices' bound is the noise's scale.")
         if self.secure_aggregation:
             from ffmrec.federated.engines.flower.secagg import check_config
 

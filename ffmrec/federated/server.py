@@ -81,7 +81,7 @@ def aggregate(result: RoundResult, strategy: Strategy) -> tuple[Params, float, i
         acc.add_stacked(stacked, weights, losses)
         if not strategy.linear:
             return strategy.aggregate(stacked, weights.float()), acc.mean_loss, acc.count
-    return acc.mean(), acc.mean_loss, acc.count
+    return strategy.aggregate_sum(acc), acc.mean_loss, acc.count
 
 
 def run_server(

@@ -1,15 +1,20 @@
 """Privacy budgets of ffmrec's differential-privacy defences, from a real accountant (Google's ``dp_accounting``).
 
-- Central DP (:class:`~ffmrec.federated.strategies.central_dp.CentralDP`): each round is a Gaussian mechanism with
-  noise multiplier ``z`` on the sum of clipped updates, applied to a sample of the clients. With ``clients_per_round``
-  drawn without replacement from ``N`` the round is ``SampledWithoutReplacementDpEvent`` (replace-one neighbours);
-  with Poisson sampling of rate ``q`` it is ``PoissonSampledDpEvent`` (add/remove neighbours). The RDP accountant
-  (Mironov, CSF 2017; subsampled Gaussian: Mironov, Talwar & Zhang, 2019; Wang, Balle & Kasiviswanathan, AISTATS 2019)
-  composes ``rounds`` of them; epsilon is reported for ``delta = 1e-5``.
+- Central DP (:class:`~ffmrec.federated.strategies.central_dp.CentralDP`, whether the server or the devices clip,
+  with or without secure aggregation: the same mechanism): each round adds ``N(0, (z C)^2 I)`` to the sum of the
+  sampled clients' updates clipped to L2 norm ``C``. With ``clients_per_round`` drawn without replacement from ``N``
+  (ffmrec's sampler) the round is ``SampledWithoutReplacementDpEvent`` under replace-one neighbours, where one
+  client's clipped update replaced by another moves the sum by up to ``2 C``: the Gaussian event's noise multiplier
+  (noise std over L2 sensitivity) is ``z / 2``. With Poisson sampling of rate ``q`` it is ``PoissonSampledDpEvent``
+  under add/remove neighbours (sensitivity ``C``, multiplier ``z``). The RDP accountant (Mironov, CSF 2017;
+  subsampled Gaussian: Mironov, Talwar & Zhang, 2019; Wang, Balle & Kasiviswanathan, AISTATS 2019, Thm 27) composes
+  ``rounds`` of them; epsilon is reported for ``delta = 1e-5``. The amplification assumes that who was sampled is not
+  published.
 - Local DP (clip + :class:`~ffmrec.federated.transforms.noise.GaussianNoise` on the device): the server sees every
-  message, so there is no amplification by sampling; a client's budget is the composition of the Gaussian mechanisms
-  of the rounds it took part in, and the run's epsilon is that of the client who took part most often (counted from
-  the seeded sampler).
+  message, so there is no amplification by sampling; a client's message is a Gaussian mechanism of its clipped update,
+  whose value on two histories of the client differs by up to ``2 C`` (multiplier ``z / 2``); a client's budget is the
+  composition over the rounds it took part in, and the run's epsilon is that of the client who took part most often
+  (counted from the seeded sampler).
 """
 
 from __future__ import annotations
@@ -31,20 +36,22 @@ def _check(noise_multiplier: float, delta: float) -> None:
 
 def epsilon_central(noise_multiplier: float, clients_per_round: int, num_clients: int, rounds: int,
                     delta: float = DELTA, sampling: str = "fixed") -> float:
-    """Epsilon of central DP-FedAvg after ``rounds`` rounds (RDP accountant; ``sampling`` "fixed": exactly
-    ``clients_per_round`` without replacement, "poisson": each client with probability ``clients_per_round / N``)."""
+    """Epsilon of central DP-FedAvg after ``rounds`` rounds, noise std ``noise_multiplier * C`` on the sum of updates
+    clipped to ``C`` (RDP accountant; ``sampling`` "fixed": exactly ``clients_per_round`` without replacement,
+    replace-one neighbours; "poisson": each client with probability ``clients_per_round / N``, add/remove)."""
     import dp_accounting
     from dp_accounting import rdp
 
     _check(noise_multiplier, delta)
     if not 0 < clients_per_round <= num_clients or rounds < 1:
         raise ConfigError(f"clients_per_round={clients_per_round} must lie in [1, {num_clients}], rounds={rounds} >= 1.")
-    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
-    if sampling == "fixed":
+    if sampling == "fixed":  # replace-one: the sum moves by up to 2C
+        gaussian = dp_accounting.GaussianDpEvent(noise_multiplier / 2)
         event = dp_accounting.SampledWithoutReplacementDpEvent(num_clients, clients_per_round, gaussian)
         relation = dp_accounting.NeighboringRelation.REPLACE_ONE
-    elif sampling == "poisson":
-        event = dp_accounting.PoissonSampledDpEvent(clients_per_round / num_clients, gaussian)
+    elif sampling == "poisson":  # add/remove: the sum moves by up to C
+        event = dp_accounting.PoissonSampledDpEvent(clients_per_round / num_clients,
+                                                    dp_accounting.GaussianDpEvent(noise_multiplier))
         relation = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
     else:
         raise ConfigError(f"sampling={sampling!r} is unknown: use 'fixed' or 'poisson'.")
@@ -54,8 +61,9 @@ def epsilon_central(noise_multiplier: float, clients_per_round: int, num_clients
 
 
 def epsilon_local(noise_multiplier: float, participations: int, delta: float = DELTA) -> float:
-    """Epsilon of a client whose clipped update was released with Gaussian noise ``participations`` times (no
-    amplification: the server sees every message); 0 for a client that never took part."""
+    """Epsilon of a client whose update, clipped to ``C``, was released with Gaussian noise of std
+    ``noise_multiplier * C`` ``participations`` times (no amplification: the server sees every message; two histories
+    of the client move its update by up to ``2 C``); 0 for a client that never took part."""
     import dp_accounting
     from dp_accounting import rdp
 
@@ -63,7 +71,7 @@ def epsilon_local(noise_multiplier: float, participations: int, delta: float = D
     if participations <= 0:
         return 0.0
     accountant = rdp.RdpAccountant(list(ORDERS))
-    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier),
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2),
                                                          int(participations)))
     return float(accountant.get_epsilon(delta))
 
@@ -80,7 +88,9 @@ def max_participations(num_clients: int, clients_per_round: int, rounds: int, se
 
 def run_epsilon(fed, num_clients: int, seed: int, rounds: int | None = None, delta: float = DELTA) -> dict[str, float]:
     """The budgets a run's :class:`~ffmrec.federated.config.FederatedConfig` spends (empty without DP):
-    ``epsilon_central`` and/or ``epsilon_local`` at ``delta``."""
+    ``epsilon_central`` and/or ``epsilon_local`` at ``delta``. Central DP is the same Gaussian mechanism whoever clips
+    (the server at ``central_clip_norm``, or the devices at ``client_clip_norm`` with ``central_clip_norm=null``, as
+    with secure aggregation): its epsilon depends on the noise multiplier and the sampling only."""
     from ffmrec.federated.sampling import resolve_clients_per_round
 
     if not getattr(fed, "central_noise_multiplier", None) and not getattr(fed, "client_noise_multiplier", None):

@@ -284,6 +284,50 @@ def test_driver_runs_secure_rounds_like_plain_ones(tmp_path):
     assert results[True].test == pytest.approx(results[False].test, rel=1e-3)
 
 
+def resolve_dp(flat: dict):
+    """:func:`resolve` with central DP clipped on the device: ``dp-clip`` (client_clip_norm), ``dp-noise`` (central
+    noise multiplier), ``noise-seed``."""
+    config, build = resolve(flat)
+    config.federated = dataclasses.replace(config.federated, client_clip_norm=float(flat["dp-clip"]),
+                                           central_clip_norm=None, central_noise_multiplier=float(flat["dp-noise"]),
+                                           noise_seed=int(flat["noise-seed"]))
+    return config, build
+
+
+def test_central_dp_under_secure_aggregation_is_the_fast_simulators_central_dp(tmp_path):
+    """Central DP with device-side clipping, 2 rounds of 4 of 6 users of unequal weights: under SecAgg+ (ffmrec's
+    driver over Flower's workflow and ClientApp) the server gets only the sum of the clipped updates and the count,
+    adds the noise, and ends with the fast simulator's model (same clipping, same weight 1, same noise seed) within
+    the quantization error; the noise is really there (a model far from the noiseless one)."""
+    from ffmrec.federated.engines.fast import FastSimulator
+    from ffmrec.federated.server import run_server
+    from ffmrec.federated.strategies import build_strategy
+    from ffmrec.federated.transforms import build_transform
+
+    def secure_run(noise):
+        flat = {**flat_config(tmp_path / f"secure-{noise}", True, rounds=2, **{"clients-per-round": 4}),
+                RESOLVER_KEY: f"{__name__}:resolve_dp", "dp-clip": 0.05, "dp-noise": noise, "noise-seed": 3}
+        run_driver(flat, FlowerGridExecutor(LoopbackGrid(6, flat), timeout=5, discovery_timeout=5))
+        return flat, torch.load(tmp_path / f"secure-{noise}" / "server.pt", weights_only=False)["params"]["weight"]
+
+    flat, secure = secure_run(0.5)
+    config, build = resolve_dp(flat)
+    task = build(config, None)
+    fed = dataclasses.replace(config.federated, engine="fast", secure_aggregation=False)
+    run_server(task, FastSimulator(task, transform=build_transform(fed)), build_strategy(fed), fed, tmp_path / "fast",
+               config.seed, progress=False)
+    fast = torch.load(tmp_path / "fast" / "server.pt", weights_only=False)["params"]["weight"]
+    lines = [json.loads(x) for x in (tmp_path / "secure-0.5" / "history.jsonl").read_text().splitlines()]
+    assert [line["ok"] for line in lines] == [4, 4]
+    # weight factor 1: one quantization level (2 CLIP / LEVELS) per device and coordinate, the mean's error within one
+    # level per round; twice that over 2 rounds
+    tolerance = 2 * 2 * (2 * CLIP / LEVELS)
+    assert float((secure - fast).abs().max()) < tolerance
+    _, noiseless = secure_run(0.0)
+    noise = 0.5 * 0.05 / 4 * 2**0.5  # N(0, (z C)^2) on the sum of 4 clipped updates, over 4, in each of 2 rounds
+    assert 0.7 * noise < float((secure - noiseless).std()) < 1.3 * noise
+
+
 BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", secure_aggregation=True,
             clients_per_round=8, num_supernodes=16)
 
@@ -298,6 +342,8 @@ BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", sec
     ({"strategy": "lora_product"}, "strategy=lora_product"),
     ({"max_update_norm": 1.0}, "max_update_norm"),
     ({"central_noise_multiplier": 1.0}, "central_noise_multiplier"),
+    ({"central_noise_multiplier": 1.0}, "set federated.client_clip_norm"),  # no bound on the device: the fix
+    ({"central_noise_multiplier": 1.0, "client_clip_norm": 1.0}, "central_clip_norm=null"),  # the server would clip
     ({"audit": True}, "federated.audit"),
     ({"clients_per_round": 1, "min_clients": 1}, "at least 2 clients"),
     ({"clients_per_round": 1024}, "quantization_range"),
@@ -317,8 +363,15 @@ def test_bad_secagg_parameters_are_refused(secagg, setting):
 
 
 def test_linear_strategies_and_client_side_privacy_are_accepted():
+    from ffmrec.federated.strategies import build_strategy
+
     for strategy in ("fedavg", "fedprox", "fedadam"):
         FederatedConfig(**{**BASE, "strategy": strategy, "client_clip_norm": 1.0, "client_noise_multiplier": 0.5})
+        # central DP whose clipping moved to the device: the server adds the noise to the sum SecAgg+ gives it
+        fed = FederatedConfig(**{**BASE, "strategy": strategy, "client_clip_norm": 1.0, "central_clip_norm": None,
+                                 "central_noise_multiplier": 1.0})
+        dp = build_strategy(fed)
+        assert dp.clipping == "device" and dp.linear and type(dp.inner).__name__.lower() == strategy
     FederatedConfig(**{**BASE, "clients_per_round": 1023})  # 1023 * 2^22 < 2^32
     check_one_user_per_node(FederatedConfig(**BASE), 16)
     with pytest.raises(ConfigError, match="num_supernodes >= 17"):
@@ -358,6 +411,36 @@ def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_pat
 
 
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_flower_simulation_with_secure_aggregation_and_central_dp_gives_the_fast_simulators_model(tmp_path,
+                                                                                                   monkeypatch):
+    """FedSASRec, 1 round of 4 of 6 users, central DP clipped on the device (C = 0.5, z = 1, a fixed noise seed): in
+    Flower's simulation engine (Ray) under SecAgg+ the same global model as the fast simulator's, within the
+    quantization error, and not the noiseless one."""
+    from ffmrec.pipeline import pipeline
+    from ffmrec.recipes import load_recipe
+
+    monkeypatch.setenv("FFMREC_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_interactions(tmp_path / "interactions.csv", num_users=6)
+    common = ["model.max_len=8", "model.hidden_size=8", "model.inner_size=16", "model.num_layers=1",
+              "model.num_heads=1", "model.dropout=0.0", "federated.rounds=1", "federated.clients_per_round=4",
+              "federated.eval_every=1", "federated.strategy=fedavg", "federated.server_lr=1.0",
+              "federated.client.lr=0.5", "federated.client.personal_lr=0.2", "federated.num_supernodes=6",
+              "federated.message_mode=per-user", "federated.client_timeout=120", "federated.client_clip_norm=0.5",
+              "federated.central_clip_norm=null", "federated.noise_seed=5"]
+    params = {}
+    for name, extra in (("sim", ["federated.engine=flower-sim", "federated.secure_aggregation=true",
+                                 "federated.central_noise_multiplier=1.0"]),
+                        ("fast", ["federated.engine=fast", "federated.central_noise_multiplier=1.0"]),
+                        ("noiseless", ["federated.engine=fast", "federated.central_noise_multiplier=0.0"])):
+        run = pipeline(load_recipe("fedsasrec", str(data), [*common, *extra]), tmp_path / name, progress=False)
+        params[name] = torch.load(run.out_dir / "server.pt", weights_only=False)["params"]
+    for name, value in params["fast"].items():
+        torch.testing.assert_close(params["sim"][name], value, atol=2 * (2 * CLIP / LEVELS), rtol=0)
+    assert max(float((params["fast"][k] - params["noiseless"][k]).abs().max()) for k in params["fast"]) > 0.05
 
 
 @pytest.mark.slow

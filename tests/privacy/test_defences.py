@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ffmrec.errors import ConfigError
+from ffmrec.errors import ConfigError, FFMRecError
 from ffmrec.federated.config import FederatedConfig
 from ffmrec.federated.strategies import FedAvg, build_strategy
 from ffmrec.federated.strategies.central_dp import CentralDP
@@ -88,10 +88,14 @@ def test_epsilon_falls_with_noise_and_sampling_and_grows_with_rounds():
     assert epsilon_central(2.0, 100, 1000, 100) < e1 < epsilon_central(1.0, 100, 1000, 400)
     assert epsilon_central(1.0, 10, 1000, 100) < e1
     assert epsilon_central(1.0, 100, 1000, 100, sampling="poisson") < e1  # add/remove vs replace-one
-    # a single Gaussian release: the RDP bound is within 20% of the exact analytic epsilon
+    # a single Gaussian release of an update clipped to C, noise std 4 C: two histories move it by up to 2 C, so it is
+    # the Gaussian mechanism of noise multiplier 2 (std over sensitivity); the RDP bound is within 20% of the exact
+    # analytic epsilon
     from dp_accounting import get_epsilon_gaussian
 
-    assert epsilon_local(4.0, 1) == pytest.approx(get_epsilon_gaussian(4.0, 1e-5), rel=0.2)
+    assert epsilon_local(4.0, 1) == pytest.approx(get_epsilon_gaussian(2.0, 1e-5), rel=0.2)
+    # every client sampled every round (no amplification): replace-one central DP is that same mechanism per round
+    assert epsilon_central(4.0, 10, 10, 1) == pytest.approx(epsilon_local(4.0, 1), rel=1e-6)
     assert epsilon_local(4.0, 10) > epsilon_local(4.0, 1) and epsilon_local(4.0, 0) == 0.0
 
 
@@ -147,3 +151,93 @@ def test_noise_seed_makes_the_local_dp_noise_and_central_dp_noise_reproducible()
     assert not torch.equal(sent(7), sent(8))
     cdp = build_strategy(FederatedConfig(strategy="fedavg", central_noise_multiplier=1.0, noise_seed=7))
     assert cdp.seed == 7
+
+
+class _UnequalLinear:
+    """Three linear-regression clients of weights 3, 8 and 5 (so the weighted and the plain mean differ)."""
+
+    @staticmethod
+    def task(dim=10, out=3):
+        from ffmrec.tasks.linear import LinearConfig, LinearTask
+
+        class Task(LinearTask):
+            def weight(self, client: int) -> int:
+                return (3, 8, 5)[client]
+
+            @property
+            def max_weight(self) -> int:
+                return 8
+
+        return Task(LinearConfig(num_users=3, dim=dim, out=out))
+
+
+def _fast_round(task, fed, want_records=False):
+    """Round 1 of clients 0, 1, 2 on the fast simulator through the driver's check and aggregation: the new model,
+    and the round's result."""
+    from ffmrec.federated.client import ClientConfig
+    from ffmrec.federated.engines.fast import FastSimulator
+    from ffmrec.federated.server import aggregate, check_round
+
+    shared = {"weight": 0.1 * torch.ones_like(task.initial_shared()["weight"])}
+    engine = FastSimulator(task, chunk_size=2, transform=build_transform(fed))
+    strategy = build_strategy(fed)
+    client = strategy.configure_round(1, ClientConfig(lr=0.1))
+    result = check_round(engine.train_round(1, [0, 1, 2], shared, client, want_records), task.shared_specs(), 8)
+    delta, _, _ = aggregate(result, strategy)
+    return {k: strategy.apply(shared, delta)[k] - shared[k] for k in shared}, result
+
+
+def _device_dp(clip, noise, **kw):
+    return FederatedConfig(**{"strategy": "fedavg", "server_lr": 1.0, "clients_per_round": 3, "client_clip_norm": clip,
+                              "central_clip_norm": None, "central_noise_multiplier": noise, **kw})
+
+
+def test_central_dp_with_device_clipping_without_noise_is_the_plain_mean_of_the_clipped_updates():
+    """Each device clips its own update and states weight 1; the server's step is the unweighted mean of the clipped
+    updates (hand-clipped from the raw updates the same clients send without any defence), not the weighted mean."""
+    task = _UnequalLinear.task()
+    _, raw = _fast_round(task, FederatedConfig(strategy="fedavg", server_lr=1.0, clients_per_round=3), True)
+    updates = [r.tensors["weight"].double() for r in sorted(raw.records, key=lambda r: r.client_id)]
+    norms = [float(u.norm()) for u in updates]
+    clip = sorted(norms)[1]  # the middle norm: one update is clipped, one is not, one is on the bound
+    clipped = [u * min(1.0, clip / n) for u, n in zip(updates, norms)]
+    plain_mean = (clipped[0] + clipped[1] + clipped[2]) / 3
+    weighted = (3 * clipped[0] + 8 * clipped[1] + 5 * clipped[2]) / 16
+    step, result = _fast_round(task, _device_dp(clip, 0.0, noise_seed=1), True)
+    sent = sorted(result.records, key=lambda r: r.client_id)
+    assert [r.weight for r in sent] == [1, 1, 1]  # the devices state weight 1
+    assert [float(r.tensors["weight"].double().norm()) for r in sent] == pytest.approx(
+        [min(n, clip) for n in norms], rel=1e-6)
+    torch.testing.assert_close(step["weight"].double(), plain_mean, atol=1e-6, rtol=0)
+    assert float((plain_mean - weighted).abs().max()) > 1e-3  # the weights really are ignored
+    fused, _ = _fast_round(task, _device_dp(clip, 0.0, noise_seed=1), False)  # partial sums instead of records
+    torch.testing.assert_close(fused["weight"], step["weight"], atol=1e-7, rtol=0)
+
+
+def test_central_dp_with_device_clipping_adds_noise_of_std_z_c_over_the_clients():
+    """The step minus the plain mean of the clipped updates is the noise on the sum over 3 clients: N(0, (z C / 3)^2)
+    per coordinate (10,000 coordinates, a fixed noise seed), the same draw again with the same seed."""
+    task = _UnequalLinear.task(dim=500, out=20)
+    clean, _ = _fast_round(task, _device_dp(0.05, 0.0, noise_seed=4))
+    noisy, _ = _fast_round(task, _device_dp(0.05, 2.0, noise_seed=4))
+    noise = (noisy["weight"] - clean["weight"]).double()
+    assert float(noise.std()) == pytest.approx(2.0 * 0.05 / 3, rel=0.03)
+    assert abs(float(noise.mean())) < 4 * 2.0 * 0.05 / 3 / 100  # 4 standard errors of the mean
+    again, _ = _fast_round(task, _device_dp(0.05, 2.0, noise_seed=4))
+    assert torch.equal(again["weight"], noisy["weight"])
+
+
+def test_central_dp_with_device_clipping_is_linear_checks_unit_weights_and_states_epsilon():
+    from ffmrec.federated.aggregation import WeightedSum
+
+    s = build_strategy(_device_dp(0.5, 1.0))
+    assert isinstance(s, CentralDP) and s.clipping == "device" and s.linear and s.clip_norm == 0.5
+    assert build_strategy(FederatedConfig(central_noise_multiplier=1.0)).clipping == "server"
+    total = WeightedSum()
+    total.add({"w": torch.ones(2)}, 3.0)  # a client stating weight 3
+    with pytest.raises(FFMRecError, match="weight 1"):
+        s.aggregate_sum(total)
+    with pytest.raises(ConfigError, match="client_clip_norm"):
+        FederatedConfig(central_clip_norm=None, central_noise_multiplier=1.0)
+    cfg = _device_dp(0.5, 1.0, rounds=20, clients_per_round=10)
+    assert run_epsilon(cfg, 50, seed=0)["epsilon_central"] == pytest.approx(epsilon_central(1.0, 10, 50, 20))

@@ -41,5 +41,5 @@ def build_strategy(cfg, embedding_params: tuple[str, ...] = ()) -> Strategy:
     if getattr(cfg, "central_noise_multiplier", None) is not None:
         from ffmrec.federated.strategies.central_dp import CentralDP
 
-        s = CentralDP(s, cfg.central_clip_norm, cfg.central_noise_multiplier, getattr(cfg, "noise_seed", None))
+        s = CentralDP.from_config(s, cfg)
     return s

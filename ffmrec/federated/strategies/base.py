@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from ffmrec.federated.aggregation import weighted_mean
+from ffmrec.federated.aggregation import WeightedSum, weighted_mean
 from ffmrec.federated.client import ClientConfig
 from ffmrec.tasks.base import Params
 
@@ -35,6 +35,11 @@ class Strategy:
     def aggregate(self, deltas: Params, weights: torch.Tensor) -> Params:
         """``deltas[name]`` is ``(C, *shape)``, ``weights`` ``(C,)``; returns one delta per parameter."""
         return {name: weighted_mean(d, weights) for name, d in deltas.items()}
+
+    def aggregate_sum(self, total: WeightedSum) -> Params:
+        """A linear strategy's update from the round's weighted sum (records and partial sums, in client order): the
+        weighted mean (central DP with device-side clipping adds its noise to the sum here)."""
+        return total.mean()
 
     def apply(self, global_params: Params, delta: Params) -> Params:
         return {name: global_params[name] + self.server_lr * delta[name] for name in global_params}

@@ -50,8 +50,9 @@ class ClipNorm(ClientTransform):
 
 def build_transform(cfg) -> ClientTransform | None:
     """The transform a :class:`~ffmrec.federated.config.FederatedConfig` asks for (None: send the update as is):
-    pseudo rows, then clipping, then Gaussian noise (local DP), then hidden metadata, each when configured."""
-    from ffmrec.federated.transforms.metadata import HideMetadata
+    pseudo rows, then clipping, then Gaussian noise (local DP), then hidden metadata (or weight 1 for central DP with
+    device-side clipping), each when configured."""
+    from ffmrec.federated.transforms.metadata import HideMetadata, UnitWeight
     from ffmrec.federated.transforms.noise import Compose, GaussianNoise
     from ffmrec.federated.transforms.pseudo_rows import PseudoRows
 
@@ -65,6 +66,8 @@ def build_transform(cfg) -> ClientTransform | None:
         parts.append(GaussianNoise(cfg.client_noise_multiplier * cfg.client_clip_norm))
     if getattr(cfg, "hide_metadata", False):
         parts.append(HideMetadata())
+    elif getattr(cfg, "central_noise_multiplier", None) is not None and getattr(cfg, "central_clip_norm", 1.0) is None:
+        parts.append(UnitWeight())  # central DP with device-side clipping: every client counts once
     transform = None if not parts else parts[0] if len(parts) == 1 else Compose(parts)
     if transform is not None:
         transform.noise_seed = getattr(cfg, "noise_seed", None)  # the devices' secret (None: drawn from the OS)

@@ -27,3 +27,16 @@ class HideMetadata(ClientTransform):
 
     def metadata(self, weight: int, metrics: dict[str, float]) -> tuple[int, dict[str, float]]:
         return 1, {name: float("nan") for name in metrics}
+
+
+@dataclass
+class UnitWeight(ClientTransform):
+    """Send weight 1 (the loss as it is): central DP with device-side clipping
+    (:class:`~ffmrec.federated.strategies.central_dp.CentralDP`) adds its noise to the plain sum of the clipped
+    updates, so every client must count once."""
+
+    def __call__(self, stacked: Params, generators: list[torch.Generator]) -> Params:
+        return stacked
+
+    def metadata(self, weight: int, metrics: dict[str, float]) -> tuple[int, dict[str, float]]:
+        return 1, metrics

@@ -40,14 +40,21 @@ secured: each device still reports its own ranks, as in every engine. With ``fed
 saves what the server received in those rounds (each survivor's masked vector, public keys and stated weight:
 :meth:`SecAggPlusEngine._received`) in the recorder's usual format, so that ``ffmrec attack`` attacks exactly that.
 
+Central DP composes with it when the devices clip (``federated.client_clip_norm=C``, ``central_clip_norm=null``;
+:class:`~ffmrec.federated.strategies.central_dp.CentralDP` in device mode, the design of Flower's
+``DifferentialPrivacyClientSideFixedClipping``): each device clips its update to L2 norm ``C`` and states weight 1
+(then ``max_weight`` is 1 and Flower's weight factor 1), SecAgg+ gives the server the sum of the clipped updates and
+the count, and the server adds ``N(0, (z C)^2 I)`` to that sum before dividing by the count: the released models are
+``(epsilon, delta)``-DP (:func:`ffmrec.privacy.accounting.run_epsilon`) and no single update is ever seen.
+
 Requirements (checked by :func:`check_config`): a Flower engine (``flower-sim`` or ``flower-deploy``) in per-user mode
 with one user per SuperNode (a SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam:
 the server has only the mean), no egress audit (it reads records the server no longer has), no server-side
-clipping or central DP (clip on the device instead: ``federated.client_clip_norm``), and ``clients_per_round *
-quantization_range < 2^32`` (the masked sums would overflow Flower's 32-bit modulus). Stochastic rounding is drawn from
-``(seed, round, user)``, so a run is reproducible; a run with and one without secure aggregation agree within the
-quantization error (``(2 * clipping_range / quantization_range) * max_weight / weight`` per coordinate of one device's
-update).
+clipping (``max_update_norm``, or central DP with ``central_clip_norm``: clip on the device instead with
+``federated.client_clip_norm``), and ``clients_per_round * quantization_range < 2^32`` (the masked sums would overflow
+Flower's 32-bit modulus). Stochastic rounding is drawn from ``(seed, round, user)``, so a run is reproducible; a run
+with and one without secure aggregation agree within the quantization error (``(2 * clipping_range /
+quantization_range) * max_weight / weight`` per coordinate of one device's update).
 """
 
 from __future__ import annotations
@@ -104,9 +111,11 @@ def check_config(fed) -> None:
         raise ConfigError(f"{what} hides each update from the server, which cannot bound it "
                           f"(federated.max_update_norm={fed.max_update_norm}): bound it on the device with "
                           "federated.client_clip_norm and set max_update_norm=null.")
-    if fed.central_noise_multiplier is not None:
-        raise ConfigError(f"{what} hides each update from the server, which cannot clip it for central DP: use local "
-                          "DP (federated.client_clip_norm, client_noise_multiplier) and central_noise_multiplier=null.")
+    if fed.central_noise_multiplier is not None and (fed.central_clip_norm is not None or fed.client_clip_norm is None):
+        raise ConfigError(f"{what} hides each update from the server, which cannot clip it for central DP "
+                          f"(federated.central_noise_multiplier={fed.central_noise_multiplier}, central_clip_norm="
+                          f"{fed.central_clip_norm}, client_clip_norm={fed.client_clip_norm}): clip on the device "
+                          "instead: set federated.client_clip_norm (e.g. 1.0) and federated.central_clip_norm=null.")
     if not build_strategy(fed).linear:
         raise ConfigError(f"{what}: federated.strategy={fed.strategy} needs every client's update, the server sees only "
                           "their sum: use fedavg, fedprox or fedadam.")
@@ -216,7 +225,10 @@ class SecAggPlusEngine:
         self.executor = engine.executor
         self.specs = engine.task.shared_specs()
         self.names = sorted(self.specs)
-        self.max_weight = int(fed.max_client_weight or engine.task.max_weight)
+        # central DP with device-side clipping: every device states weight 1 (the transform's UnitWeight), so the
+        # bound is 1 and Flower's weight factor is 1 (the quantization error is that of the update itself)
+        device_dp = fed.central_noise_multiplier is not None and fed.central_clip_norm is None
+        self.max_weight = 1 if device_dp else int(fed.max_client_weight or engine.task.max_weight)
         self.seconds: list[float] = []
 
     def evaluate(self, *args, **kwargs):
