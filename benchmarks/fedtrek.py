@@ -89,8 +89,11 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=100, help="seekers whose test queries are scored (seeded)")
     parser.add_argument("--local-rounds", type=int, default=2, help="rounds of local-only training per seeker")
     parser.add_argument("--centralized-steps", type=int, default=30)
-    parser.add_argument("--kge-epochs", type=int, default=10)
-    parser.add_argument("--kge-rounds", type=int, default=10)
+    parser.add_argument("--kge-epochs", type=int, default=None,
+                        help="centralized KGE epochs (default: each model's, chosen on validation: kge.CONFIGS)")
+    for flag in ("rounds", "clients-per-round", "local-epochs"):
+        parser.add_argument(f"--kge-{flag}", type=int, default=None,
+                            help="federated KGE (default: train_kge_federated's, chosen on validation)")
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: federated kge centralized local")
     parser.add_argument("--results", default="fedtrek_redial", help="name of the results file (variants elsewhere)")
@@ -169,22 +172,39 @@ def main() -> None:
             {"train_seconds": time.perf_counter() - t0, "rounds": args.local_rounds})
 
     if "kge" not in args.skip:  # PyKEEN baselines on the same users' training PKGs plus the movie KG
-        from ffmrec.pkg.kge import MODELS, kg_triples, kge_rankings, preference_triples, train_kge, train_kge_federated
+        from dataclasses import asdict
+
+        from ffmrec.pkg.kge import (
+            CONFIGS,
+            MODELS,
+            FederatedKGEConfig,
+            kg_triples,
+            kge_rankings,
+            preference_triples,
+            train_kge,
+            train_kge_federated,
+        )
 
         triples = preference_triples(data.users) + kg_triples(catalog)
-        for name in MODELS:
+        given = {"rounds": args.kge_rounds, "clients_per_round": args.kge_clients_per_round,
+                 "local_epochs": args.kge_local_epochs}
+        fed_kge = FederatedKGEConfig(**{k: v for k, v in given.items() if v is not None})
+        for name in MODELS:  # each in its configuration chosen on validation queries (ffmrec.pkg.kge docstring)
+            kge = CONFIGS[name] if args.kge_epochs is None else replace(CONFIGS[name], epochs=args.kge_epochs)
             for setting in ("centralized", "federated"):
                 t0 = time.perf_counter()
                 if setting == "centralized":
-                    model, factory = train_kge(name, triples, epochs=args.kge_epochs, seed=config.seed)
+                    model, factory = train_kge(name, triples, kge, seed=config.seed)
+                    extra = {"epochs": kge.epochs}
                 else:
-                    model, factory = train_kge_federated(name, data.users, catalog, rounds=args.kge_rounds,
-                                                         seed=config.seed)
+                    model, factory = train_kge_federated(name, data.users, catalog, fed_kge, kge, seed=config.seed)
+                    extra = asdict(fed_kge)
+                seconds = time.perf_counter() - t0
                 ranks = kge_rankings(model, factory, data.users, catalog)
                 n = choose_set_size(task, task.ranker_columns("valid", clients, ranks))
                 res = task.summarize(task.ranker_columns("test", clients, ranks), n)
                 row(name.lower(), setting, {"leak-free": res, "reference": res, "set_size": n},
-                    {"train_seconds": time.perf_counter() - t0})
+                    {"train_seconds": seconds, "kge": {**asdict(kge), **extra}})
     if "centralized" not in args.skip:
         t0 = time.perf_counter()
         state = train_pooled(task, np.arange(data.num_users), args.centralized_steps,

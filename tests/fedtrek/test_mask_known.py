@@ -103,3 +103,28 @@ def test_mask_known_drops_negatives_of_known_movies_only(tiny):
         alone, _ = task.objective_of([prompts[0], prompts[2]], [train[0], train[2]],
                                      [(client, "train", 0), (client, "train", 2)])
     assert float(loss) == pytest.approx(float(alone), rel=1e-6) and stats["rewards/undesirable"] == 0.0
+
+
+def test_a_client_left_without_training_points_sits_out_the_round(tiny):
+    """Under ``mask_known`` a seeker whose every training point is a known-only negative has weight 0: the engine
+    trains the round's other clients and sends nothing for it (no record, no failure); a round of it alone is skipped
+    by the driver's ``min_clients``, not failed."""
+    from ffmrec.federated.client import ClientConfig
+    from ffmrec.federated.engines.fast import FastSimulator
+
+    catalog, users, policy, config = tiny
+    client = next(c for c, u in enumerate(users) if u.user_id == 100)
+    user = users[client]
+    # every training point: the recommender repeating Alpha, liked before turn 1, as an undesirable completion
+    only_known = [replace(e, movies=("1",), desirable=False) for e in user.train[1:]]
+    changed = [replace(user, train=only_known) if c == client else u for c, u in enumerate(users)]
+    task = KTOTask(changed, catalog, policy, replace(config, known_negatives=True), 0)
+    assert task.train_indices(client) == [] and task.weight(client) == 0
+    other = next(c for c in range(task.num_clients) if c != client and task.weight(c) > 0)
+    engine = FastSimulator(task, chunk_size=4)
+    cfg = ClientConfig(local_steps=1, lr=1e-3, optimizer="adam")
+    result = engine.train_round(1, [client, other], task.initial_shared(), cfg, True)
+    assert [r.client_id for r in result.records] == [other] and result.failures == []
+    assert result.records[0].weight == task.weight(other)
+    alone = engine.train_round(2, [client], task.initial_shared(), cfg, True)
+    assert alone.records == [] and alone.partials == [] and alone.failures == []
