@@ -410,9 +410,6 @@ def test_flower_simulation_with_secure_aggregation_gives_the_plain_model(tmp_pat
     assert runs[True].metrics == pytest.approx(runs[False].metrics, abs=0.02)
 
 
-
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_flower_simulation_with_secure_aggregation_and_central_dp_gives_the_fast_simulators_model(tmp_path,
