@@ -189,6 +189,14 @@ def main() -> None:
                               "undefended and ldp-light: the same attack on the recorded uploads of fedsasrec (max_len 50, hidden 32, 256 clients per round, 200 rounds, seed 42; ldp-light: clip 1, z 0.005, noise seeded by the run's seed); a row missing below was not finished in the session"],
                           "python benchmarks/privacy.py --datasets ml-1m --defences undefended ldp-light --main-seeds 1 "
                           "--keep-egress"),
+        "lumos_quality": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
+                                                             "seconds_per_round"],
+                          "LUMOS on beauty (its recipe; rows land seed by seed)", [
+                              f"protocol: {PROTOCOL}",
+                              "lumos: its shipped recipe on beauty (2000 rounds, hybrid items, tri-view objective with embedding-backend views), threads=1; anchors: central SASRec 0.0658 NDCG@20 and FedSASRec 0.0625-0.0628 (sections above); the issue asks for 3 seeds of lumos, fedsasrec and sasrec in one table: only the rows below exist so far",
+                              "seconds_per_round: on a machine shared with other runs for most of the run (it was paused and resumed from its checkpoint several times)"],
+                          "python benchmarks/lumos_quality.py --dataset beauty --seeds 42 --methods lumos --out runs/lumos "
+                          "--set threads=1"),
         "lumos_quality_ml-100k": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
                                                                        "seconds_per_round", "view_ms_per_client",
                                                                        "scored_users", "median_rank"],
