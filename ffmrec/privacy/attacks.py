@@ -20,7 +20,11 @@ Artifacts of a record (each a matrix users x features):
   KDD 2006) to ``projection_dim`` features;
 - ``values:dense``: every other shared tensor (Transformer weights, LoRA factors, ...), projected the same way;
 - ``metadata``: the record's weight (its number of examples) and metrics (its loss);
-- ``all``: everything above, side by side.
+- ``all``: everything above, side by side;
+- ``evaluation``: what each device reports when the model is evaluated (the columns of ``RUN/test_ranks.npz``: the
+  rank of its held-out item, on a log scale, and any other per-user column the task reports). Evaluation is not
+  secured in any engine, so this artifact exists under secure aggregation too; it covers every user, the recorded
+  rounds only those sampled then, so it stays out of ``all``.
 
 The *ceiling*, ``raw-interactions``, attacks the users' own interaction histories (the binary user-item matrix), which
 never leave the device: no shared artifact can leak more than the data it was computed from.
@@ -45,6 +49,7 @@ from ffmrec.privacy import metrics as M
 from ffmrec.privacy.traits import TRAITS, Traits
 
 RAW = "raw-interactions"
+EVALUATION = "evaluation"
 
 
 @dataclass
@@ -188,6 +193,23 @@ def egress_features(run_dir: Path, rounds=None, projection_dim: int = 256, seed:
            for name, acc in sums.items()}
     out["all"] = Artifact(users, np.concatenate([_standardize(a) for a in out.values()], axis=1).astype(np.float32))
     return out
+
+
+def evaluation_features(run_dir: Path) -> dict[str, Artifact]:
+    """``{"evaluation": Artifact}`` from the per-user columns the devices reported at the test evaluation
+    (``run_dir/test_ranks.npz``; ranks as ``log(1 + rank)``), or ``{}`` when the run has none."""
+    from ffmrec.utils.io import load_columns
+
+    path = Path(run_dir) / "test_ranks.npz"
+    if not path.is_file():
+        return {}
+    columns = load_columns(path)
+    users = columns.pop("user").astype(np.int64)
+    parts = [np.log1p(np.maximum(v.astype(np.float64), 0.0)) if name == "rank" else v.astype(np.float64)
+             for name, v in sorted(columns.items()) if v.ndim == 1 and np.issubdtype(v.dtype, np.number)]
+    if not parts:
+        return {}
+    return {EVALUATION: Artifact(users, np.stack(parts, axis=1).astype(np.float32))}
 
 
 def raw_features(sequences, num_items: int, ratings=None) -> Artifact:

@@ -7,6 +7,7 @@ labels and the truth it is scored against) and their raw interactions (the ceili
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import yaml
 
 from ffmrec.errors import FFMRecError
 from ffmrec.privacy.attacks import (
+    EVALUATION,
     RAW,
     AttackConfig,
     egress_features,
+    evaluation_features,
     raw_features,
     recorded_rounds,
     run_attacks,
@@ -79,12 +82,37 @@ def attack_run(run_dir: str | Path, cfg: AttackConfig | None = None, dataset=Non
     traits = load_traits(dataset)
     artifacts = egress_features(run_dir, cfg.rounds, cfg.projection_dim, cfg.seed)
     covered = len(next(iter(artifacts.values())).users)
+    artifacts.update(evaluation_features(run_dir))
     ratings = None if dataset.ratings is None else np.split(dataset.ratings, dataset.offsets[1:-1])
     artifacts[RAW] = raw_features(dataset.sequences(), dataset.num_items, ratings)
     results = run_attacks(artifacts, traits, cfg)
     doc = {"config": asdict(cfg), "rounds": cfg.rounds or recorded_rounds(run_dir), "users": traits.num_users,
            "users_recorded": covered, "summary": summary(results), "results": results}
     write_json(run_dir / "attack.json", doc)
+    atomic_write_text(run_dir / "attack.md", render(doc))
+    return doc
+
+
+def add_evaluation_attack(run_dir: str | Path, traits=None) -> dict:
+    """The report of a run attacked before the ``evaluation`` artifact existed, with that artifact attacked too
+    (same config and labelled users; nothing else is redone, so it works after the recorded rounds were deleted);
+    ``RUN/attack.json`` and ``attack.md`` rewritten. A report that has it already is returned as it is. ``traits``:
+    the users' (default: those of the run's dataset)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "attack.json"
+    if not path.is_file():
+        raise FFMRecError(f"{run_dir} has no attack report (attack.json): run 'ffmrec attack {run_dir}' first.")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    artifacts = evaluation_features(run_dir)
+    if EVALUATION in doc["results"] or not artifacts:
+        return doc
+    config = doc["config"]
+    cfg = AttackConfig(**{**config, "attackers": tuple(config["attackers"]), "traits": tuple(config["traits"]),
+                          "rounds": None if config.get("rounds") is None else tuple(config["rounds"])})
+    traits = traits if traits is not None else load_traits(load_run_dataset(run_dir))
+    results = {**doc["results"], **run_attacks(artifacts, traits, cfg)}
+    doc = {**doc, "summary": summary(results), "results": results}
+    write_json(path, doc)
     atomic_write_text(run_dir / "attack.md", render(doc))
     return doc
 

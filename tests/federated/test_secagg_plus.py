@@ -345,6 +345,7 @@ BASE = dict(engine="flower-sim", message_mode="per-user", strategy="fedavg", sec
     ({"central_noise_multiplier": 1.0}, "set federated.client_clip_norm"),  # no bound on the device: the fix
     ({"central_noise_multiplier": 1.0, "client_clip_norm": 1.0}, "central_clip_norm=null"),  # the server would clip
     ({"audit": True}, "federated.audit"),
+    ({"hide_metadata": True}, "hide_metadata=false"),
     ({"clients_per_round": 1, "min_clients": 1}, "at least 2 clients"),
     ({"clients_per_round": 1024}, "quantization_range"),
 ], ids=lambda v: str(v) if isinstance(v, str) else next(iter(v)))

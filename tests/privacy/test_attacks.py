@@ -6,10 +6,19 @@ import torch
 
 from ffmrec.cli import main
 from ffmrec.errors import FFMRecError
-from ffmrec.privacy.attacks import RAW, AttackConfig, egress_features, raw_features, recorded_rounds, run_attacks
-from ffmrec.privacy.report import render, summary
+from ffmrec.privacy.attacks import (
+    EVALUATION,
+    RAW,
+    AttackConfig,
+    egress_features,
+    evaluation_features,
+    raw_features,
+    recorded_rounds,
+    run_attacks,
+)
+from ffmrec.privacy.report import add_evaluation_attack, render, summary
 from ffmrec.privacy.traits import Traits
-from ffmrec.utils.io import save_checkpoint
+from ffmrec.utils.io import save_checkpoint, save_columns, write_json
 
 USERS, ITEMS = 160, 30
 
@@ -90,6 +99,29 @@ def test_attacks_find_the_leaky_artifact_and_not_the_noise(recorded):
     assert "| touched:item_emb.weight | gender |" in render({"config": {"attackers": ["logreg"], "labelled_fraction": 0.3,
                                                                        "seed": 0}, "rounds": [3, 4], "users": USERS,
                                                             "users_recorded": USERS, "summary": s, "results": res})
+
+
+def test_the_ranks_devices_report_at_evaluation_are_attacked_too_even_after_the_recordings_are_gone(recorded,
+                                                                                                   tmp_path):
+    """A report made before the ``evaluation`` artifact gains it (the egress deleted meanwhile): ranks that depend on
+    gender become the worst artifact of the headline."""
+    run_dir, traits = recorded
+    gender = traits.labels["gender"]
+    ranks = np.where(gender == 1, 3, 300) + np.arange(USERS) % 7  # women's held-out items rank far higher
+    save_columns(tmp_path / "test_ranks.npz", {"user": np.arange(USERS), "rank": ranks})
+    art = evaluation_features(tmp_path)[EVALUATION]
+    assert art.users.tolist() == list(range(USERS)) and np.allclose(art.features[:, 0], np.log1p(ranks))
+    cfg = AttackConfig(bootstrap=50, permutations=50, traits=("gender",))
+    res = run_attacks({"values:dense": egress_features(run_dir, projection_dim=16)["values:dense"]}, traits, cfg)
+    write_json(tmp_path / "attack.json", {"config": {**cfg.__dict__}, "rounds": [3, 4], "users": USERS,
+                                          "users_recorded": USERS, "summary": summary(res), "results": res})
+    doc = add_evaluation_attack(tmp_path, traits)
+    assert set(doc["results"]) == {"values:dense", EVALUATION}
+    assert doc["results"]["values:dense"] == res["values:dense"]  # nothing else redone
+    assert doc["summary"]["gender_auc_worst_artifact"] == doc["results"][EVALUATION]["gender"]["auc"] > 0.95
+    assert "| evaluation | gender |" in (tmp_path / "attack.md").read_text()
+    assert add_evaluation_attack(tmp_path, traits) == doc  # already there: unchanged
+    assert evaluation_features(tmp_path / "missing") == {}
 
 
 def test_raw_features_hold_ratings_or_ones():

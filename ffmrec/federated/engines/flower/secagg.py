@@ -49,8 +49,8 @@ the count, and the server adds ``N(0, (z C)^2 I)`` to that sum before dividing b
 
 Requirements (checked by :func:`check_config`): a Flower engine (``flower-sim`` or ``flower-deploy``) in per-user mode
 with one user per SuperNode (a SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam:
-the server has only the mean), no egress audit (it reads records the server no longer has), no server-side
-clipping (``max_update_norm``, or central DP with ``central_clip_norm``: clip on the device instead with
+the server has only the mean), no egress audit (it reads records the server no longer has), no ``hide_metadata`` (the weight and
+loss already travel masked), no server-side clipping (``max_update_norm``, or central DP with ``central_clip_norm``: clip on the device instead with
 ``federated.client_clip_norm``), and ``clients_per_round * quantization_range < 2^32`` (the masked sums would overflow
 Flower's 32-bit modulus). Stochastic rounding is drawn from ``(seed, round, user)``, so a run is reproducible; a run
 with and one without secure aggregation agree within the quantization error (``(2 * clipping_range /
@@ -119,6 +119,10 @@ def check_config(fed) -> None:
     if not build_strategy(fed).linear:
         raise ConfigError(f"{what}: federated.strategy={fed.strategy} needs every client's update, the server sees only "
                           "their sum: use fedavg, fedprox or fedadam.")
+    if fed.hide_metadata:
+        raise ConfigError(f"{what} already hides each device's weight and loss (they travel masked, and the server "
+                          "learns only their totals), and federated.hide_metadata's unreported (NaN) loss cannot be "
+                          "summed: set federated.hide_metadata=false.")
     if fed.audit:
         raise ConfigError(f"{what}: federated.audit reads each client's record, which the server never sees: set "
                           "federated.audit=false (or secure_aggregation=false).")
