@@ -75,7 +75,8 @@ def run(method: str, dataset: str, root: Path, overrides: list[str], setting_lab
     if setting_label == "cold-items":  # where the cold targets land when none reaches the top 20
         ranks = np.load(result.out_dir / "test_ranks.npz")
         scored = ranks["rank"][ranks["scored"].astype(bool)]
-        extra.update({"scored_users": int(len(scored)), "median_rank": float(np.median(scored))})
+        extra.update({"scored_users": int(len(scored)), "median_rank": float(np.median(scored)),
+                      "id_dropout": config.model.id_dropout})
     row = {"dataset": dataset, "method": method, "setting": setting_label or config.setting, "seed": config.seed,
            "item_repr": config.model.item_repr,
            "metrics": {**result.metrics, **extra, "peak_rss_mb": round(peak_rss_mb(), 1)}}
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--cold", action="store_true", help="add the cold-item rows")
     parser.add_argument("--cold-methods", nargs="+", default=["fedsasrec", "lumos"])
     parser.add_argument("--cold-reprs", nargs="+", default=["id", "text", "hybrid"])
+    parser.add_argument("--cold-id-dropout", type=float, default=0.0,
+                        help="model.id_dropout of the hybrid cold-item rows (0 = off; the row states it)")
     parser.add_argument("--view-clients", type=int, default=256, help="clients timed for the view cost (0 = skip)")
     parser.add_argument("--set", nargs="*", default=[], help="overrides: key=value, or METHOD:key=value")
     parser.add_argument("--out", required=True, help="run folders (keep them to resume)")
@@ -118,6 +121,8 @@ def main() -> None:
                 for repr_ in args.cold_reprs:
                     overrides = [f"seed={seed}", "eval.protocol=cold-items", f"model.item_repr={repr_}",
                                  *overrides_for(method, args.set)]
+                    if repr_ == "hybrid" and args.cold_id_dropout:
+                        overrides.append(f"model.id_dropout={args.cold_id_dropout}")
                     keep(run(method, args.dataset, Path(args.out), overrides, "cold-items", 0))
 
 

@@ -45,6 +45,7 @@ class SASRecConfig:
     user_embedding: bool = field(default=False, metadata={"help": "Add a personal user vector to the sequence representation (a personal parameter: it never leaves the user's device)."})
     mask_token: bool = field(default=False, metadata={"help": "Add a learned mask item (id num_items + 1) that inputs may contain but that is never scored (CL4SRec's mask augmentation)."})
     item_repr: str = field(default="id", metadata={"help": "How an item is represented: 'id' (a learned embedding per item), 'text' (the item's frozen text embedding through a trainable linear projection: items without training interactions can still be recommended) or 'hybrid' (both, summed). text/hybrid need a dataset with item text."})
+    id_dropout: float = field(default=0.0, metadata={"help": "hybrid items, loss ce: in training, each candidate item's id part is dropped from the softmax (scored by its text alone) with this probability, per sequence and step, so that the model learns to score an item from its text: what a cold item, whose id row was never trained, has at test time (DropoutNet, Volkovs et al., NeurIPS 2017). 0 = off."})
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -58,6 +59,12 @@ class SASRecConfig:
             raise ConfigError(f"model.loss={self.loss!r} is unknown: use 'ce', 'bce' or 'sampled_ce'.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} is outside [0, 1): choose e.g. 0.2 or 0.5.")
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"model.id_dropout={self.id_dropout} is outside [0, 1): choose e.g. 0.5 (0 = off).")
+        if self.id_dropout and (self.item_repr != "hybrid" or self.loss != "ce"):
+            raise ConfigError(f"model.id_dropout={self.id_dropout} drops the id part of hybrid items from the "
+                              f"full softmax: it needs model.item_repr=hybrid and model.loss=ce (got "
+                              f"{self.item_repr!r}, {self.loss!r}), or set model.id_dropout=0.")
         for name in ("max_len", "hidden_size", "num_layers", "num_heads", "inner_size", "num_negatives"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}={getattr(self, name)} must be a positive integer.")
@@ -156,8 +163,18 @@ class SASRec(Recommender):
             return None
         table = self.text_proj(self.item_text)  # (rows, d)
         if self.cfg.item_repr == "hybrid":
-            table = table + self.item_emb.weight
+            table = table + self._id_rows()
         return table
+
+    def _id_rows(self) -> torch.Tensor:
+        """The id part of every item's vector; zero for unseen (cold) items, whose id rows were never trained: such
+        an item is its text alone."""
+        rows = self.item_emb.weight
+        if self.unseen is None:
+            return rows
+        seen = torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+        seen[1:self.num_items + 1] = (~self.unseen).to(rows.dtype)
+        return rows * seen.unsqueeze(1)
 
     def _embed(self, ids: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
         return self.item_emb(ids) if table is None else F.embedding(ids, table)
@@ -187,10 +204,12 @@ class SASRec(Recommender):
             shapes["negatives"] = (length,)
         elif cfg.loss == "sampled_ce":
             shapes["negatives"] = (cfg.num_negatives,)
+        if cfg.id_dropout > 0:
+            shapes["id_drop"] = (self.num_items,)
         return shapes
 
     def noise_time_axes(self) -> dict[str, tuple[int, ...]]:
-        axes = {"emb": (0,), "negatives": (0,) if self.cfg.loss == "bce" else ()}
+        axes = {"emb": (0,), "negatives": (0,) if self.cfg.loss == "bce" else (), "id_drop": ()}
         for i in range(self.cfg.num_layers):
             axes.update({f"b{i}.att": (1, 2), f"b{i}.proj": (0,), f"b{i}.ff": (0,)})
         return axes
@@ -225,6 +244,8 @@ class SASRec(Recommender):
         h = self.encode(batch["input_ids"], batch.get("users"), noise, table)  # (B, T, d)
         targets = batch["targets"]  # (B, T), 0 = no target
         if self.cfg.loss == "ce":
+            if self.cfg.id_dropout > 0 and self.training:
+                return self._id_dropout_loss(h, targets, noise, compact)
             weight = self._weights(table)[1:self.num_items + 1]  # (N, d): padding and the mask are never candidates
             if compact:
                 keep = targets > 0
@@ -240,6 +261,32 @@ class SASRec(Recommender):
             return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
         u = noise.get("negatives") if noise else None
         return self._sampled_loss(h, targets, u, table)
+
+    def _id_dropout_loss(self, h: torch.Tensor, targets: torch.Tensor, noise: dict | None, compact: bool) -> torch.Tensor:
+        """Full-softmax cross-entropy where each sequence's candidates keep their id part with probability
+        ``1 - id_dropout`` (uniform noise ``noise["id_drop"]`` ``(B, N)``, else torch's) and are scored by their text
+        alone otherwise: ``logit = h.text_n + keep_bn * h.id_n``."""
+        n = self.num_items
+        text = self.text_proj(self.item_text)[1:n + 1]  # (N, d)
+        ids = self._id_rows()[1:n + 1]  # (N, d)
+        u = noise.get("id_drop") if noise else None
+        if u is None:
+            u = torch.rand(h.shape[0], n, device=h.device)
+        keep_id = (u >= self.cfg.id_dropout).to(h.dtype)  # (B, N)
+        if compact:
+            keep = targets > 0
+            rows = keep.nonzero()[:, 0]  # the sequence of each kept position
+            hp = h[keep]  # (P, d)
+            logits = hp @ text.T + (hp @ ids.T) * keep_id[rows]  # (P, N)
+            if self.unseen is not None:
+                logits = logits.masked_fill(self.unseen, float("-inf"))
+            return F.cross_entropy(logits, targets[keep] - 1)
+        logits = h @ text.T + (h @ ids.T) * keep_id.unsqueeze(1)  # (B, T, N)
+        if self.unseen is not None:
+            logits = logits.masked_fill(self.unseen, float("-inf"))
+        per_pos = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none")
+        mask = (targets > 0).flatten().to(per_pos.dtype)
+        return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
 
     def _sampled_loss(self, h: torch.Tensor, targets: torch.Tensor, u: torch.Tensor | None,
                       table: torch.Tensor | None = None) -> torch.Tensor:

@@ -82,3 +82,54 @@ def test_unseen_items_are_no_training_candidates_but_are_scored():
     assert plain.item_emb.weight.grad[10:12].abs().sum() > 0
     assert torch.isfinite(held.full_sort_predict(BATCH)[:, 10:12]).all()  # still scored at test time
     assert "unseen" not in held.state_dict()
+
+
+def test_an_unseen_hybrid_item_is_scored_by_its_text_alone():
+    """A cold item's id row was never trained: in the hybrid table it is zero, so the item is its projected text."""
+    torch.manual_seed(0)
+    cfg = SASRecConfig(max_len=5, hidden_size=8, num_heads=2, inner_size=16, dropout=0.0, item_repr="hybrid")
+    m = SASRec(cfg, N, 3, text_table(), unseen_items=torch.tensor([10, 11]))
+    table, text = m.item_table(), m.text_proj(m.item_text)
+    torch.testing.assert_close(table[10:12], text[10:12])
+    torch.testing.assert_close(table[1:10], text[1:10] + m.item_emb.weight[1:10])  # seen items keep their id rows
+
+
+def hand_loss(m, keep_id):
+    """Cross-entropy over every position with a target, logits h.text_n + keep_id[b, n] * h.id_n, by hand."""
+    h = m.encode(BATCH["input_ids"])
+    text, ids = m.text_proj(m.item_text)[1:N + 1], m.item_emb.weight[1:N + 1]
+    terms = []
+    for b in range(2):
+        for t in range(4):
+            target = int(BATCH["targets"][b, t])
+            if target:
+                logits = h[b, t] @ text.T + keep_id[b] * (h[b, t] @ ids.T)
+                terms.append(torch.logsumexp(logits, 0) - logits[target - 1])
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_id_dropout_scores_dropped_candidates_by_their_text_and_the_others_as_hybrid(compact):
+    m = model("hybrid", id_dropout=0.5)
+    u = torch.rand(2, N, generator=torch.Generator().manual_seed(3))
+    loss = m.calculate_loss({**BATCH, "noise": {"id_drop": u}}, compact=compact)
+    torch.testing.assert_close(loss, hand_loss(m, (u >= 0.5).float()))
+    # nothing dropped: the plain hybrid loss; everything dropped: the text-only softmax
+    plain = model("hybrid")
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m.calculate_loss({**BATCH, "noise": {"id_drop": torch.ones(2, N)}}, compact=compact),
+                               plain.calculate_loss(BATCH, compact=compact))
+    torch.testing.assert_close(m.calculate_loss({**BATCH, "noise": {"id_drop": torch.zeros(2, N)}}, compact=compact),
+                               hand_loss(m, torch.zeros(2, N)))
+    assert m.noise_shapes(4)["id_drop"] == (N,) and m.noise_time_axes()["id_drop"] == ()
+    m.eval()  # at test time every item keeps its id part
+    torch.testing.assert_close(m.full_sort_predict(BATCH), plain.eval().full_sort_predict(BATCH))
+
+
+@pytest.mark.parametrize("kw,fix", [({"item_repr": "id"}, "item_repr=hybrid"), ({"item_repr": "text"}, "item_repr=hybrid"),
+                                    ({"item_repr": "hybrid", "loss": "bce"}, "loss=ce"),
+                                    ({"item_repr": "hybrid", "id_dropout_value": 1.0}, r"\[0, 1\)")])
+def test_id_dropout_needs_hybrid_items_and_the_full_softmax(kw, fix):
+    kw = dict(kw)
+    with pytest.raises(ConfigError, match=fix):
+        SASRecConfig(id_dropout=kw.pop("id_dropout_value", 0.5), **kw)
