@@ -1,6 +1,7 @@
-"""Robustness of FedSASRec: noisy histories and adversarial clients, with and without the core's robust strategies.
+"""Robustness of a federated recommender (FedSASRec by default, or ``--method lumos``): noisy histories and adversarial
+clients, with and without the core's robust strategies.
 
-Each row is one ``ffmrec run fedsasrec`` on the dataset (the recipe plus this script's small budget, ``--set``
+Each row is one ``ffmrec run METHOD`` on the dataset (the recipe plus this script's small budget, ``--set``
 overrides on top) and reports the honest users' test HR@20 / NDCG@20 and the exposure ER@10 of the attackers' target
 item (a seeded unpopular item; measured in every row, attacked or not):
 
@@ -13,11 +14,12 @@ item (a seeded unpopular item; measured in every row, attacked or not):
 no-noise row of the first strategy (the undefended baseline); ``ndcg_loss_vs_same_strategy`` uses the no-attack row
 of the row's own strategy (the cost of the attack alone, not of the defence).
 
-    python benchmarks/robustness.py [--dataset ml-100k] [--out DIR] [--strategies fedavg krum ...]
+    python benchmarks/robustness.py [--dataset ml-100k] [--method fedsasrec|lumos] [--out DIR] [--strategies fedavg krum ...]
         [--fractions 0 0.05 0.01] [--noise 0.1 0.2 0.3] [--noise-strategies fedavg krum] [--set key=value ...]
 
 Resumable: run folders live under ``--out`` (a finished run is only re-tested), and the results file is rewritten
-after every row (``benchmarks/results/robustness_<dataset>.json``); ``--reuse`` keeps the rows already there and runs
+after every row (``benchmarks/results/robustness_<dataset>.json``, ``robustness_<method>_<dataset>.json`` for another
+method); ``--reuse`` keeps the rows already there and runs
 only the missing ones.
 """
 
@@ -51,10 +53,11 @@ STRATEGIES = {
 }
 
 
-def one_row(dataset: str, root: Path, strategy: str, fraction: float, noise: float, extra: list[str]) -> dict:
+def one_row(method: str, dataset: str, root: Path, strategy: str, fraction: float, noise: float,
+            extra: list[str]) -> dict:
     overrides = [*BUDGET, *STRATEGIES[strategy], f"federated.adversary.fraction={fraction}",
                  f"federated.noise.p={noise}", *extra]
-    config = load_recipe("fedsasrec", dataset, overrides)
+    config = load_recipe(method, dataset, overrides)
     name = f"{strategy}-att{fraction:g}-noise{noise:g}"
     t0 = time.perf_counter()
     result = pipeline(config, root / name, progress=False)
@@ -62,7 +65,7 @@ def one_row(dataset: str, root: Path, strategy: str, fraction: float, noise: flo
     fed = config.federated
     print(f"{name}: HR@20={m['HR@20']:.4f} NDCG@20={m['NDCG@20']:.4f} ER@10={m['ER@10']:.4f} "
           f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    return {"dataset": dataset, "method": "fedsasrec", "setting": "federated", "strategy": strategy,
+    return {"dataset": dataset, "method": method, "setting": "federated", "strategy": strategy,
             "attackers": f"{fraction * 100:g}%", "noise": noise,
             "rounds": fed.rounds, "clients_per_round": fed.clients_per_round, "max_len": config.model.max_len,
             "boost": fed.adversary.boost, "overrides": overrides,
@@ -87,6 +90,7 @@ def add_losses(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--method", default="fedsasrec", choices=["fedsasrec", "lumos"])
     parser.add_argument("--out", default=None, help="keep the run folders here (default: a temp dir)")
     parser.add_argument("--strategies", nargs="+", default=["fedavg", "krum"], choices=sorted(STRATEGIES),
                         help="the first is the undefended reference")
@@ -94,13 +98,14 @@ def main() -> None:
     parser.add_argument("--noise", nargs="*", type=float, default=[0.1, 0.2, 0.3])
     parser.add_argument("--noise-strategies", nargs="*", default=None, choices=sorted(STRATEGIES),
                         help="strategies of the noise rows (default: the first of --strategies)")
-    parser.add_argument("--set", nargs="*", default=[], help="fedsasrec recipe overrides (key=value) for every row")
+    parser.add_argument("--set", nargs="*", default=[], help="recipe overrides (key=value) for every row")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the rows already in the results file and run only the missing ones")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="ffmrec-robustness-"))
     rows: list[dict] = []
-    previous = RESULTS / f"robustness_{args.dataset}.json"
+    name = f"robustness_{args.dataset}" if args.method == "fedsasrec" else f"robustness_{args.method}_{args.dataset}"
+    previous = RESULTS / f"{name}.json"
     if args.reuse and previous.exists():  # keep the rows an earlier invocation wrote (each names its overrides)
         rows = json.loads(previous.read_text())["rows"]
     done = {(r["strategy"], r["attackers"], r["noise"]) for r in rows}
@@ -109,9 +114,9 @@ def main() -> None:
     for strategy, fraction, noise in plan:
         if (strategy, f"{fraction * 100:g}%", noise) in done:
             continue
-        rows.append(one_row(args.dataset, root, strategy, fraction, noise, args.set))
+        rows.append(one_row(args.method, args.dataset, root, strategy, fraction, noise, args.set))
         add_losses(rows)
-        write_results(f"robustness_{args.dataset}", rows)
+        write_results(name, rows)
 
 
 if __name__ == "__main__":
