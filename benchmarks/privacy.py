@@ -138,7 +138,7 @@ def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[st
     """One defence on one dataset and seed: train, attack, fairness; the finished row is cached in its folder."""
     from ffmrec.pipeline import pipeline
     from ffmrec.privacy.attacks import EVALUATION
-    from ffmrec.privacy.report import add_evaluation_attack, attack_run
+    from ffmrec.privacy.report import add_evaluation_attack, attack_run, summary
     from ffmrec.recipes import load_recipe
 
     run_dir = out / dataset / defence / f"seed-{seed}"
@@ -153,11 +153,12 @@ def run_one(dataset: str, defence: str, seed: int, out: Path, overrides: list[st
         row["metrics"] = {k: v for k, v in row["metrics"].items() if not k.startswith("epsilon")}
         users = json.loads((run_dir / "summary.json").read_text())["dataset"]["users"]
         row["metrics"].update(_epsilons(config, int(users), seed))
-        if EVALUATION not in json.loads((run_dir / "attack.json").read_text())["results"]:
-            # a row from before the evaluation artifact: that artifact attacked too, the headline redone
-            part = _attack_part(add_evaluation_attack(run_dir))
-            row = {**row, **part, "metrics": {**row["metrics"], **part["metrics"]}}
-            cached.write_text(json.dumps(row, indent=1))
+        doc = json.loads((run_dir / "attack.json").read_text())
+        if EVALUATION not in doc["results"]:  # a row from before the evaluation artifact: that artifact attacked too
+            doc = add_evaluation_attack(run_dir)
+        part = _attack_part({**doc, "summary": summary(doc["results"])})  # the headline as the suite now defines it
+        row = {**row, **part, "metrics": {**row["metrics"], **part["metrics"]}}
+        cached.write_text(json.dumps(row, indent=1))
         return row
     if config.federated.secure_aggregation:  # one user per SuperNode
         from ffmrec.data import load_dataset

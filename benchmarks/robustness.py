@@ -47,6 +47,8 @@ STRATEGIES = {
     "fedavg": ["federated.strategy=fedavg", "federated.server_lr=1.0"],
     "krum": ["federated.strategy=krum", "federated.server_lr=1.0", "federated.krum_malicious=8",
              "federated.krum_multi=24"],
+    "krum-f4": ["federated.strategy=krum", "federated.server_lr=1.0", "federated.krum_malicious=4",
+                "federated.krum_multi=28"],  # sized for up to 12.5% attackers per round: averages more clients
     "trimmed_mean": ["federated.strategy=trimmed_mean", "federated.server_lr=1.0", "federated.trim_ratio=0.15"],
     "median": ["federated.strategy=median", "federated.server_lr=1.0"],
     "norm_bounded_fedavg": ["federated.strategy=fedavg", "federated.server_lr=1.0", "federated.max_update_norm=1.0"],

@@ -55,8 +55,9 @@ def summary(results: dict[str, dict[str, dict]]) -> dict[str, float]:
         _, worst = worst_artifact(results, trait)
         out[f"{trait}_auc_worst_artifact"] = worst["auc"]
         out[f"{trait}_auc_worst_artifact_ci_low"], out[f"{trait}_auc_worst_artifact_ci_high"] = worst["auc_ci"]
-        if trait != "gender":
-            _, acc = worst_artifact(results, trait, "accuracy")
+        if trait != "gender":  # the artifact whose accuracy most exceeds its test users' majority rate (artifacts
+            # may cover different users, e.g. the recorded rounds' and the evaluation's, with different majority rates)
+            acc = max((r for _, r in shared), key=lambda r: r["accuracy"] - r["majority_rate"])
             out[f"{trait}_acc"] = acc["accuracy"]
             out[f"{trait}_majority_rate"] = acc["majority_rate"]
         else:

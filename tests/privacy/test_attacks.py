@@ -137,3 +137,16 @@ def test_a_run_without_recordings_fails_clearly(tmp_path, capsys):
     assert main(["attack", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ffmrec: error:") and "record_rounds" in err[0]
+
+
+def test_the_age_headline_is_the_artifact_most_above_its_own_majority_rate():
+    """Artifacts cover different users (recorded rounds, evaluation): the headline compares each accuracy with its own
+    test users' majority rate, not raw accuracies."""
+    def r(auc, acc, majority):
+        return {"auc": auc, "auc_ci": [auc - 0.05, auc + 0.05], "accuracy": acc, "majority_rate": majority,
+                "balanced_accuracy": 0.5}
+    results = {"values:dense": {"gender": r(0.55, 0.6, 0.7), "age": r(0.6, 0.33, 0.30)},
+               EVALUATION: {"gender": r(0.50, 0.7, 0.7), "age": r(0.5, 0.35, 0.35)}}
+    s = summary(results)
+    assert (s["age_acc"], s["age_majority_rate"]) == (0.33, 0.30)  # +0.03 beats the evaluation's 0.35 at chance
+    assert s["gender_auc_worst_artifact"] == 0.55 and s["age_auc_worst_artifact"] == 0.6
