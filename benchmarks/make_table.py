@@ -175,8 +175,9 @@ def main() -> None:
                                          "ndcg_loss_vs_no_attack: relative to LUMOS's clean fedavg row; krum = multi-Krum (f = 8, averaging 24 of 32), krum-f4 = multi-Krum with f = 4 (averaging 28 of 32: sized for up to 12.5% attackers per round), each with a plain FedAvg server step",
                                          "reading: undefended (fedavg), 1% attackers put the target in 21.5% of honest top-10s, 5% only in 3.3% while costing 30% NDCG@20 (at 5% the fake updates wreck the model more than they promote the target on LUMOS; on FedSASRec 5% reached 100%); krum-f4 keeps ER@10 at 0 with 1% and 5% attackers at 2.6% and 3.4% below the clean fedavg row, while krum (f = 8, averaging only 24) loses 16-20%; one seed of a 100-round budget: run-to-run differences are of the order of 10% (krum-f4's attacked rows score above its clean row), so these gaps are indicative only",
                                          "the command above added the krum-f4 rows to the file with --reuse; the other rows: python benchmarks/robustness.py --dataset ml-100k --method lumos --out DIR --strategies fedavg krum --fractions 0 0.05 0.01 --noise 0.1 0.2 0.3 --noise-strategies fedavg krum"],
-                                     "python benchmarks/robustness.py --dataset ml-100k --method lumos --out DIR --strategies "
-                                     "fedavg krum --fractions 0 0.05 0.01 --noise 0.1 0.2 0.3 --noise-strategies fedavg krum"),
+                                     "python benchmarks/robustness.py --dataset ml-100k --method lumos --out DIR "
+                                     "--strategies fedavg krum --fractions 0 0.05 0.01 --noise 0.1 0.2 0.3 "
+                                     "--noise-strategies fedavg krum"),
         "privacy_ml-100k": (["seed", "gender_auc", "gender_auc_worst_artifact", "age_acc", "age_majority_rate",
                              "occupation_acc", "occupation_majority_rate", "NDCG@20", "ndcg_loss_vs_undefended",
                              "epsilon", "seconds_per_round"],

@@ -2,15 +2,16 @@
 
 For each dataset and defence: ``ffmrec run fedsasrec`` with the defence's settings, recording the client messages of
 the last ``--record`` rounds (``federated.record_rounds``); the attack suite (:mod:`ffmrec.privacy`) on those records
-and on the ranks every device reports at the test evaluation (30% labelled users; logistic regression and MLP); the test NDCG@20 and fairness figures (NDCG@20 gaps by gender and
-activity, item-exposure Gini and coverage at 20, from the best round's model with every user's personal rows); epsilon
-at delta = 1e-5 where DP is on (:mod:`ffmrec.privacy.accounting`); seconds per round. The devices' noise (local DP,
-pseudo rows) and the central DP noise are seeded by the run's seed (``federated.noise_seed``) so that every row is
-reproducible; a deployment leaves that seed unset (drawn from the operating system), since a server that knows it
-could subtract the noise. The attackers here do not use it. ``undefended`` and the best
-combination (:func:`best_combination`, chosen after every defence's first seed, and again on the means once its seeds
-are in, until it stays the same; undefended's seeds run first) run with ``--main-seeds`` seeds, the others with one. The raw-interaction ceiling is attacked once per
-seed (row ``raw-interactions``). ``secagg`` runs the same workload on Flower's simulation engine under Flower's
+and on the ranks every device reports at the test evaluation (30% labelled users; logistic regression and MLP); the
+test NDCG@20 and fairness figures (NDCG@20 gaps by gender and activity, item-exposure Gini and coverage at 20, from the
+best round's model with every user's personal rows); epsilon at delta = 1e-5 where DP is on
+(:mod:`ffmrec.privacy.accounting`); seconds per round. The devices' noise (local DP, pseudo rows) and the central DP
+noise are seeded by the run's seed (``federated.noise_seed``) so that every row is reproducible; a deployment leaves
+that seed unset (drawn from the operating system), since a server that knows it could subtract the noise. The
+attackers here do not use it. ``undefended`` and the best combination (:func:`best_combination`, chosen after every
+defence's first seed, and again on the means once its seeds are in, until it stays the same; undefended's seeds run
+first) run with ``--main-seeds`` seeds, the others with one. The raw-interaction ceiling is attacked once per seed (row
+``raw-interactions``). ``secagg`` runs the same workload on Flower's simulation engine under Flower's
 SecAgg+ (one device per SuperNode): the server has no record there, so the recorder saves what it received (each
 device's masked vector, public keys and stated weight) and the same attack suite attacks that.
 

@@ -14,13 +14,12 @@ item (a seeded unpopular item; measured in every row, attacked or not):
 no-noise row of the first strategy (the undefended baseline); ``ndcg_loss_vs_same_strategy`` uses the no-attack row
 of the row's own strategy (the cost of the attack alone, not of the defence).
 
-    python benchmarks/robustness.py [--dataset ml-100k] [--method fedsasrec|lumos] [--out DIR] [--strategies fedavg krum ...]
-        [--fractions 0 0.05 0.01] [--noise 0.1 0.2 0.3] [--noise-strategies fedavg krum] [--set key=value ...]
+    python benchmarks/robustness.py [--dataset ml-100k] [--method fedsasrec|lumos] [--out DIR]
+        [--strategies fedavg krum ...] [--fractions 0 0.05 0.01] [--noise 0.1 0.2 0.3] [--noise-strategies fedavg krum] [--set key=value ...]
 
 Resumable: run folders live under ``--out`` (a finished run is only re-tested), and the results file is rewritten
 after every row (``benchmarks/results/robustness_<dataset>.json``, ``robustness_<method>_<dataset>.json`` for another
-method); ``--reuse`` keeps the rows already there and runs
-only the missing ones.
+method); ``--reuse`` keeps the rows already there and runs only the missing ones.
 """
 
 from __future__ import annotations

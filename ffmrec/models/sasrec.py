@@ -262,7 +262,8 @@ class SASRec(Recommender):
         u = noise.get("negatives") if noise else None
         return self._sampled_loss(h, targets, u, table)
 
-    def _id_dropout_loss(self, h: torch.Tensor, targets: torch.Tensor, noise: dict | None, compact: bool) -> torch.Tensor:
+    def _id_dropout_loss(self, h: torch.Tensor, targets: torch.Tensor, noise: dict | None,
+                         compact: bool) -> torch.Tensor:
         """Full-softmax cross-entropy where each sequence's candidates keep their id part with probability
         ``1 - id_dropout`` (uniform noise ``noise["id_drop"]`` ``(B, N)``, else torch's) and are scored by their text
         alone otherwise: ``logit = h.text_n + keep_bn * h.id_n``."""

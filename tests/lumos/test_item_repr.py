@@ -126,7 +126,8 @@ def test_id_dropout_scores_dropped_candidates_by_their_text_and_the_others_as_hy
     torch.testing.assert_close(m.full_sort_predict(BATCH), plain.eval().full_sort_predict(BATCH))
 
 
-@pytest.mark.parametrize("kw,fix", [({"item_repr": "id"}, "item_repr=hybrid"), ({"item_repr": "text"}, "item_repr=hybrid"),
+@pytest.mark.parametrize("kw,fix", [({"item_repr": "id"}, "item_repr=hybrid"),
+                                    ({"item_repr": "text"}, "item_repr=hybrid"),
                                     ({"item_repr": "hybrid", "loss": "bce"}, "loss=ce"),
                                     ({"item_repr": "hybrid", "id_dropout_value": 1.0}, r"\[0, 1\)")])
 def test_id_dropout_needs_hybrid_items_and_the_full_softmax(kw, fix):

@@ -49,12 +49,13 @@ the count, and the server adds ``N(0, (z C)^2 I)`` to that sum before dividing b
 
 Requirements (checked by :func:`check_config`): a Flower engine (``flower-sim`` or ``flower-deploy``) in per-user mode
 with one user per SuperNode (a SuperNode is one device: the SecAgg+ party), a linear strategy (FedAvg, FedProx, FedAdam:
-the server has only the mean), no egress audit (it reads records the server no longer has), no ``hide_metadata`` (the weight and
-loss already travel masked), no server-side clipping (``max_update_norm``, or central DP with ``central_clip_norm``: clip on the device instead with
-``federated.client_clip_norm``), and ``clients_per_round * quantization_range < 2^32`` (the masked sums would overflow
-Flower's 32-bit modulus). Stochastic rounding is drawn from ``(seed, round, user)``, so a run is reproducible; a run
-with and one without secure aggregation agree within the quantization error (``(2 * clipping_range /
-quantization_range) * max_weight / weight`` per coordinate of one device's update).
+the server has only the mean), no egress audit (it reads records the server no longer has), no ``hide_metadata`` (the
+weight and loss already travel masked), no server-side clipping (``max_update_norm``, or central DP with
+``central_clip_norm``: clip on the device instead with ``federated.client_clip_norm``), and ``clients_per_round *
+quantization_range < 2^32`` (the masked sums would overflow Flower's 32-bit modulus). Stochastic rounding is drawn from
+``(seed, round, user)``, so a run is reproducible; a run with and one without secure aggregation agree within the
+quantization error (``(2 * clipping_range / quantization_range) * max_weight / weight`` per coordinate of one device's
+update).
 """
 
 from __future__ import annotations
