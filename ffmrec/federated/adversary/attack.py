@@ -14,7 +14,10 @@ driver: the declared tensors, finite values, a weight no larger than an honest c
   encoder toward it;
 - **explicit boosting** (Bhagoji et al., "Analyzing Federated Learning through an Adversarial Lens", ICML 2019): the
   local objective is multiplied by ``boost``, so that with local SGD the malicious update is ``boost`` times larger and
-  survives averaging with the honest majority.
+  survives averaging with the honest majority;
+- **no auxiliary terms** (``auxiliary=False``): a method whose local objective adds terms to the model's loss
+  (LUMOS's tri-view InfoNCE) would have the attacker spend part of its step on them; the attacker's device need not
+  run them, and with them off its whole step pushes the target.
 
 Cross-cutting by wrapping: :class:`PoisonedTask` delegates every seam to the inner task (which needs ``histories``,
 and a prepared example with next-item ``targets``: :class:`~ffmrec.tasks.sequential.SequentialTask` and its
@@ -29,10 +32,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from ffmrec.errors import ConfigError
 from ffmrec.federated.adversary.config import AdversaryConfig
 from ffmrec.tasks.base import ClientTask, Params, TaskWrapper
+
+#: the keys the wrapper adds to each example (and strips before the inner task sees a batch)
+_OWN = ("boost", "attacker")
 
 
 def malicious_clients(num_clients: int, fraction: float, seed: int) -> np.ndarray:
@@ -87,7 +94,7 @@ class PoisonedTask(TaskWrapper):
     """
 
     def __init__(self, inner: ClientTask, malicious: np.ndarray, target: int, counts: np.ndarray, boost: float,
-                 popular_items: int, seed: int, exposure_k: int = 10):
+                 popular_items: int, seed: int, exposure_k: int = 10, auxiliary: bool = True):
         if not hasattr(inner, "histories") or not hasattr(inner, "exposure_item"):
             raise ConfigError(f"federated.adversary needs a next-item task that holds its clients' histories; "
                               f"{type(inner).__name__} has none: use fedsasrec or fedcl4srec.")
@@ -97,7 +104,7 @@ class PoisonedTask(TaskWrapper):
                               f"(ids 1..{num_items}): choose one in that range, or null for a seeded unpopular item.")
         super().__init__(inner)
         self.malicious = frozenset(int(c) for c in malicious)
-        self.target, self.boost = int(target), float(boost)
+        self.target, self.boost, self.auxiliary = int(target), float(boost), bool(auxiliary)
         if self.malicious and inner.trainer != "functional":
             raise ConfigError(f"federated.adversary.fraction > 0 needs a functional trainer; {type(inner).__name__} "
                               "trains statefully.")
@@ -115,21 +122,30 @@ class PoisonedTask(TaskWrapper):
             targets = example["targets"]
             example["targets"] = torch.where(targets > 0, torch.full_like(targets, self.target), targets)
         example["boost"] = torch.tensor(self.boost if client in self.malicious else 1.0)
+        example["attacker"] = torch.tensor(client in self.malicious)
         return example
 
     def collate(self, prepared: Sequence[dict]) -> dict:
-        batch = self.inner.collate([{k: v for k, v in p.items() if k != "boost"} for p in prepared])
-        batch["boost"] = torch.stack([p["boost"] for p in prepared])
+        batch = self.inner.collate([{k: v for k, v in p.items() if k not in _OWN} for p in prepared])
+        for key in _OWN:
+            batch[key] = torch.stack([p[key] for p in prepared])
         return batch
 
     def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
         # local_update gives one client's batch (B = 1): its loss times its boost (1 for an honest client)
-        rest = {k: v for k, v in batch.items() if k != "boost"}
-        return self.inner.objective(params, rest, compact=compact) * batch["boost"].mean()
+        rest = {k: v for k, v in batch.items() if k not in _OWN}
+        loss = self.inner.objective(params, rest, compact=compact)
+        if not self.auxiliary:  # an attacker's loss is the model's own (no views); tensor arithmetic, as under vmap
+            base = self.inner.unwrapped if isinstance(self.inner, TaskWrapper) else self.inner
+            plain = functional_call(base.model, params, ({k: v for k, v in rest.items() if k != "views"},),
+                                    {"compact": compact})
+            attacker = batch["attacker"].to(loss.dtype).mean()
+            loss = attacker * plain + (1 - attacker) * loss
+        return loss * batch["boost"].mean()
 
     def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
         # only reached without malicious clients (fusable), where every boost is 1
-        return self.inner.fused_sum(params, {k: v for k, v in batch.items() if k != "boost"}, weights)
+        return self.inner.fused_sum(params, {k: v for k, v in batch.items() if k not in _OWN}, weights)
 
     # --- evaluation: the honest users' -------------------------------------------------------------------------------
     def evaluate(self, stage: str, shared: Params, personal: Params, clients: np.ndarray) -> dict[str, np.ndarray]:
@@ -154,4 +170,5 @@ def build_adversary(task: ClientTask, cfg: AdversaryConfig, sequences: Sequence[
     counts = item_counts(sequences, num_items)
     target = cfg.target_item if cfg.target_item is not None else unpopular_target(counts, seed)
     malicious = malicious_clients(task.num_clients, cfg.fraction, seed)
-    return PoisonedTask(task, malicious, target, counts, cfg.boost, cfg.popular_items, seed, cfg.exposure_k)
+    return PoisonedTask(task, malicious, target, counts, cfg.boost, cfg.popular_items, seed, cfg.exposure_k,
+                        cfg.auxiliary)
