@@ -97,7 +97,7 @@ class PoisonedTask(TaskWrapper):
                  popular_items: int, seed: int, exposure_k: int = 10, auxiliary: bool = True):
         if not hasattr(inner, "histories") or not hasattr(inner, "exposure_item"):
             raise ConfigError(f"federated.adversary needs a next-item task that holds its clients' histories; "
-                              f"{type(inner).__name__} has none: use fedsasrec or fedcl4srec.")
+                              f"{type(inner).__name__} has none: use fedsasrec, fedcl4srec or lumos.")
         num_items = len(counts) - 1
         if not 1 <= target <= num_items:
             raise ConfigError(f"federated.adversary.target_item={target} is not an item of the dataset "
