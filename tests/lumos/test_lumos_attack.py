@@ -7,6 +7,8 @@ from lumos_helpers import NUM_ITEMS, knowledge
 
 from ffmrec.eval.protocol import LeaveOneOut
 from ffmrec.federated.adversary import AdversaryConfig, build_adversary
+from ffmrec.federated.client import ClientConfig
+from ffmrec.federated.engines.fast import FastSimulator
 from ffmrec.fm.views import EmbeddingViewConfig, EmbeddingViews
 from ffmrec.models.sasrec import SASRec, SASRecConfig
 from ffmrec.tasks.lumos import LUMOSConfig, LUMOSTask
@@ -50,9 +52,6 @@ def test_an_attacker_without_auxiliary_terms_trains_the_boosted_model_loss_and_h
 
 
 def test_the_fast_engine_trains_attackers_without_auxiliary_terms_and_leaves_honest_updates_alone():
-    from ffmrec.federated.client import ClientConfig
-    from ffmrec.federated.engines.fast import FastSimulator
-
     def records(task):
         engine = FastSimulator(task, chunk_size=8)  # vmapped over clients: the choice must be tensor arithmetic
         result = engine.train_round(1, list(range(task.num_clients)), task.initial_shared(), ClientConfig(lr=0.5),

@@ -135,7 +135,8 @@ class PoisonedTask(TaskWrapper):
         # local_update gives one client's batch (B = 1): its loss times its boost (1 for an honest client)
         rest = {k: v for k, v in batch.items() if k not in _OWN}
         loss = self.inner.objective(params, rest, compact=compact)
-        if not self.auxiliary:  # an attacker's loss is the model's own (no views); tensor arithmetic, as under vmap
+        if not self.auxiliary and "views" in rest:  # an attacker's loss is the model's own (no views); tensor
+            # arithmetic, as under vmap (a task without views has no auxiliary term: its objective is the model's)
             base = self.inner.unwrapped if isinstance(self.inner, TaskWrapper) else self.inner
             plain = functional_call(base.model, params, ({k: v for k, v in rest.items() if k != "views"},),
                                     {"compact": compact})
