@@ -7,8 +7,8 @@ item (a seeded unpopular item; measured in every row, attacked or not):
 
 - ``attackers``: "0%", "1%" or "5%" of the clients are malicious (:mod:`ffmrec.federated.adversary.attack`:
   popular-item sequences labelled with the target, the local loss boosted by each of ``--boosts``; with
-  ``--no-auxiliary`` the attackers train only the model's loss, not the method's auxiliary terms), under each
-  strategy of ``--strategies``;
+  ``--no-auxiliary`` the attackers train only the model's loss, not the method's auxiliary terms; with ``--attack
+  target_row`` their step moves only the target's embedding row), under each strategy of ``--strategies``;
 - ``noise``: a share p of each training history replaced by random unseen items (attackers 0%, the first strategy
   or ``--noise-strategies``).
 
@@ -19,7 +19,7 @@ seed (``--set seed=43`` adds rows of another seed: the attackers, their target a
 
     python benchmarks/robustness.py [--dataset ml-100k] [--method fedsasrec|lumos] [--out DIR]
         [--strategies fedavg krum ...] [--fractions 0 0.05 0.01] [--noise 0.1 0.2 0.3] [--noise-strategies fedavg krum]
-        [--boosts 1 3] [--no-auxiliary] [--set key=value ...]
+        [--boosts 1 3] [--no-auxiliary] [--attack explicit_boosting|target_row] [--set key=value ...]
 
 Resumable: run folders live under ``--out`` (a finished run is only re-tested), and the results file is rewritten
 after every row (``benchmarks/results/robustness_<dataset>.json``, ``robustness_<method>_<dataset>.json`` for another
@@ -62,16 +62,20 @@ STRATEGIES = {
 
 
 def one_row(method: str, dataset: str, root: Path, strategy: str, fraction: float, noise: float,
-            extra: list[str], boost: float = 1.0, auxiliary: bool = True) -> dict:
+            extra: list[str], boost: float = 1.0, auxiliary: bool = True,
+            attack: str = "explicit_boosting") -> dict:
     overrides = [*BUDGET, *STRATEGIES[strategy], f"federated.adversary.fraction={fraction}",
                  f"federated.noise.p={noise}", *extra]
     if boost != 1.0:
         overrides.append(f"federated.adversary.boost={boost:g}")
     if not auxiliary:
         overrides.append("federated.adversary.auxiliary=false")
+    if attack != "explicit_boosting":
+        overrides.append(f"federated.adversary.attack={attack}")
     config = load_recipe(method, dataset, overrides)
     name = (f"{strategy}-att{fraction:g}-noise{noise:g}" + (f"-boost{boost:g}" if boost != 1.0 else "")
-            + ("" if auxiliary else "-noaux") + (f"-seed{config.seed}" if config.seed != SEED else ""))
+            + ("" if auxiliary else "-noaux") + ("" if attack == "explicit_boosting" or not fraction else f"-{attack}")
+            + (f"-seed{config.seed}" if config.seed != SEED else ""))
     t0 = time.perf_counter()
     result = pipeline(config, root / name, progress=False)
     m, s = result.metrics, result.summary
@@ -81,7 +85,8 @@ def one_row(method: str, dataset: str, root: Path, strategy: str, fraction: floa
     return {"dataset": dataset, "method": method, "setting": "federated", "strategy": strategy,
             "attackers": f"{fraction * 100:g}%", "noise": noise, "seed": config.seed,
             "rounds": fed.rounds, "clients_per_round": fed.clients_per_round, "max_len": config.model.max_len,
-            "boost": fed.adversary.boost, "auxiliary": fed.adversary.auxiliary, "overrides": overrides,
+            "boost": fed.adversary.boost, "auxiliary": fed.adversary.auxiliary, "attack": fed.adversary.attack,
+            "overrides": overrides,
             "metrics": {"HR@10": m["HR@10"], "NDCG@10": m["NDCG@10"], "HR@20": m["HR@20"], "NDCG@20": m["NDCG@20"],
                         "ER@10": m["ER@10"], "best_round": s["best_round"],
                         "seconds_per_round": round(s["seconds_per_round"], 3),
@@ -118,6 +123,8 @@ def main() -> None:
     parser.add_argument("--no-auxiliary", action="store_true",
                         help="the attackers of the attacked rows train only the model's loss "
                              "(federated.adversary.auxiliary=false: no LUMOS views)")
+    parser.add_argument("--attack", default="explicit_boosting", choices=["explicit_boosting", "target_row"],
+                        help="the attack of the attacked rows (federated.adversary.attack)")
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides (key=value) for every row")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the rows already in the results file and run only the missing ones")
@@ -131,17 +138,20 @@ def main() -> None:
         for r in rows:  # rows written before these fields: the recipes' seed, attackers running the whole objective
             r.setdefault("seed", SEED)
             r.setdefault("auxiliary", True)
+            r.setdefault("attack", "explicit_boosting")
     seed = load_recipe(args.method, args.dataset, args.set).seed
-    done = {(r["strategy"], r["attackers"], r["noise"], r.get("boost", 1.0), r.get("auxiliary", True))
-            for r in rows if r.get("seed", SEED) == seed}
+    done = {(r["strategy"], r["attackers"], r["noise"], r.get("boost", 1.0), r.get("auxiliary", True),
+             r.get("attack", "explicit_boosting")) for r in rows if r.get("seed", SEED) == seed}
     aux = not args.no_auxiliary
-    plan = [(s, f, 0.0, b if f else 1.0, aux or not f) for b in args.boosts  # the most telling rows first
-            for f in args.fractions for s in args.strategies]
-    plan += [(s, 0.0, p, 1.0, True) for s in (args.noise_strategies or args.strategies[:1]) for p in args.noise]
-    for strategy, fraction, noise, boost, auxiliary in dict.fromkeys(plan):  # a clean row once, whatever the attack
-        if (strategy, f"{fraction * 100:g}%", noise, boost, auxiliary) in done:
+    plan = [(s, f, 0.0, b if f else 1.0, aux or not f, args.attack if f else "explicit_boosting")
+            for b in args.boosts for f in args.fractions for s in args.strategies]  # the most telling rows first
+    plan += [(s, 0.0, p, 1.0, True, "explicit_boosting") for s in (args.noise_strategies or args.strategies[:1])
+             for p in args.noise]
+    for strategy, fraction, noise, boost, auxiliary, attack in dict.fromkeys(plan):  # a clean row once, whatever
+        if (strategy, f"{fraction * 100:g}%", noise, boost, auxiliary, attack) in done:  # the attack
             continue
-        rows.append(one_row(args.method, args.dataset, root, strategy, fraction, noise, args.set, boost, auxiliary))
+        rows.append(one_row(args.method, args.dataset, root, strategy, fraction, noise, args.set, boost, auxiliary,
+                            attack))
         add_losses(rows)
         write_results(name, rows)
 

@@ -97,6 +97,59 @@ def test_a_malicious_update_lifts_the_target_in_honest_users_rankings(make_task,
     assert after < before / 2  # one averaged malicious step moves the target well up everyone's ranking
 
 
+def test_a_target_row_attacker_moves_only_the_targets_embedding_row_and_honest_updates_are_unchanged(
+        make_task, make_split):
+    split = make_split(num_users=20)
+    plain = {r.client_id: r.tensors for r in _records(make_task(split)).records}
+    task = build_adversary(make_task(split), AdversaryConfig(fraction=0.2, boost=10.0, attack="target_row"),
+                           split.sequences, 40, seed=0)
+    checked = _records(task)  # vmapped over clients: the mask must be tensor arithmetic on the attacker flag
+    assert not checked.failures and len(checked.records) == 20
+    for r in checked.records:
+        if r.client_id not in task.malicious:
+            for k, v in r.tensors.items():
+                torch.testing.assert_close(v, plain[r.client_id][k], rtol=1e-5, atol=1e-6)
+            continue
+        for k, v in r.tensors.items():
+            if k != "item_emb.weight":
+                assert torch.count_nonzero(v) == 0, k  # the encoder, positions and norms are held
+        rows = torch.nonzero(r.tensors["item_emb.weight"].abs().sum(1)).flatten().tolist()
+        assert rows == [task.target]
+
+
+def test_a_target_row_attack_at_a_large_boost_lifts_the_target_and_leaves_other_items_ranking_alone(
+        make_task, make_split):
+    split = make_split(num_users=30)
+    task = build_adversary(make_task(split), AdversaryConfig(fraction=0.1, boost=50.0, attack="target_row"),
+                           split.sequences, 40, seed=0)
+    shared = task.initial_shared()
+    engine = FastSimulator(task, chunk_size=8)
+    result = engine.train_round(1, sorted(task.malicious), shared, ClientConfig(lr=0.05), want_records=True)
+    poisoned = {k: shared[k] + torch.stack([r.tensors[k] for r in result.records]).mean(0) for k in shared}
+    honest = np.array([c for c in range(task.num_clients) if c not in task.malicious])
+    model = task.inner.build_model(len(honest))
+    rows = engine.cohort.store.rows(honest)
+    histories, _, _ = split.stage("test", honest)
+    batch = {"input_ids": pad_histories(histories, task.inner.max_len), "users": torch.arange(len(honest))}
+
+    def scores(params):
+        model.load_state_dict({**params, **{k: v.flatten(0, 1) for k, v in rows.items()}})
+        model.eval()
+        with torch.no_grad():
+            return model.full_sort_predict(batch)
+
+    before, after = scores(shared), scores(poisoned)
+    others = [i for i in range(before.shape[1]) if i != task.target]
+    unaware = [u for u, h in enumerate(histories) if task.target not in h.tolist()]  # the target not in the input
+    assert len(unaware) > 20
+    torch.testing.assert_close(after[unaware][:, others], before[unaware][:, others])  # no other score moves
+
+    def top10(s):
+        return float(((s > s[:, task.target:task.target + 1]).sum(1) + 1 <= 10).float().mean())
+
+    assert top10(after) > top10(before) + 0.2  # (an untrained model: users' states point many ways)
+
+
 def test_poisoned_task_summarizes_honest_users_only(make_task, make_split):
     split = make_split(num_users=30)
     task = build_adversary(make_task(split), AdversaryConfig(fraction=0.2), split.sequences, 40, seed=0)
@@ -117,6 +170,10 @@ def test_adversary_config_errors_name_the_parameter_and_the_fix(make_task, make_
     with pytest.raises(ConfigError, match="federated.adversary.boost=0"):
         AdversaryConfig(boost=0)
     split = make_split()
+    text = make_task(split)
+    text.embedding_params = ()  # a model without an id table (model.item_repr=text)
+    with pytest.raises(ConfigError, match="attack=target_row moves the target's row of the id embedding table"):
+        build_adversary(text, AdversaryConfig(fraction=0.1, attack="target_row"), split.sequences, 40, 0)
     with pytest.raises(ConfigError, match=r"target_item=99 is not an item of the dataset \(ids 1..40\)"):
         build_adversary(make_task(split), AdversaryConfig(fraction=0.1, target_item=99), split.sequences, 40, 0)
 

@@ -15,6 +15,11 @@ driver: the declared tensors, finite values, a weight no larger than an honest c
 - **explicit boosting** (Bhagoji et al., "Analyzing Federated Learning through an Adversarial Lens", ICML 2019): the
   local objective is multiplied by ``boost``, so that with local SGD the malicious update is ``boost`` times larger and
   survives averaging with the honest majority;
+- **only the target's row** (``attack="target_row"``; the item-embedding poisoning of A-ra / A-hum, Rong et al.,
+  "Poisoning Deep Learning Based Recommender Model in Federated Learning Scenarios", IJCAI 2022): the attacker's step
+  moves only the target item's row of the id embedding table, every other parameter held. A boosted step through the
+  whole model (the default attack) can wreck the encoder, so that nobody gets the target; this one leaves the model
+  alone and raises the target's vector toward the users' states, round after round, at any boost;
 - **no auxiliary terms** (``auxiliary=False``): a method whose local objective adds terms to the model's loss
   (LUMOS's tri-view InfoNCE) would have the attacker spend part of its step on them; the attacker's device need not
   run them, and with them off its whole step pushes the target.
@@ -94,7 +99,8 @@ class PoisonedTask(TaskWrapper):
     """
 
     def __init__(self, inner: ClientTask, malicious: np.ndarray, target: int, counts: np.ndarray, boost: float,
-                 popular_items: int, seed: int, exposure_k: int = 10, auxiliary: bool = True):
+                 popular_items: int, seed: int, exposure_k: int = 10, auxiliary: bool = True,
+                 attack: str = "explicit_boosting"):
         if not hasattr(inner, "histories") or not hasattr(inner, "exposure_item"):
             raise ConfigError(f"federated.adversary needs a next-item task that holds its clients' histories; "
                               f"{type(inner).__name__} has none: use fedsasrec, fedcl4srec or lumos.")
@@ -102,7 +108,12 @@ class PoisonedTask(TaskWrapper):
         if not 1 <= target <= num_items:
             raise ConfigError(f"federated.adversary.target_item={target} is not an item of the dataset "
                               f"(ids 1..{num_items}): choose one in that range, or null for a seeded unpopular item.")
+        if attack == "target_row" and not inner.embedding_params:
+            raise ConfigError("federated.adversary.attack=target_row moves the target's row of the id embedding "
+                              f"table, and {type(inner).__name__}'s model has none (model.item_repr=text?): use "
+                              "model.item_repr id or hybrid, or attack=explicit_boosting.")
         super().__init__(inner)
+        self.attack = attack
         self.malicious = frozenset(int(c) for c in malicious)
         self.target, self.boost, self.auxiliary = int(target), float(boost), bool(auxiliary)
         if self.malicious and inner.trainer != "functional":
@@ -134,6 +145,8 @@ class PoisonedTask(TaskWrapper):
     def objective(self, params: Params, batch: dict, *, compact: bool = False) -> torch.Tensor:
         # local_update gives one client's batch (B = 1): its loss times its boost (1 for an honest client)
         rest = {k: v for k, v in batch.items() if k not in _OWN}
+        if self.attack == "target_row":
+            params = self._target_row_only(params, batch["attacker"])
         loss = self.inner.objective(params, rest, compact=compact)
         if not self.auxiliary and "views" in rest:  # an attacker's loss is the model's own (no views); tensor
             # arithmetic, as under vmap (a task without views has no auxiliary term: its objective is the model's)
@@ -143,6 +156,24 @@ class PoisonedTask(TaskWrapper):
             attacker = batch["attacker"].to(loss.dtype).mean()
             loss = attacker * plain + (1 - attacker) * loss
         return loss * batch["boost"].mean()
+
+    def _target_row_only(self, params: Params, attacker: torch.Tensor) -> Params:
+        """``params`` with the same values, through which an attacker's gradient reaches only the target's row of the
+        id embedding table (an honest client's reaches everything): ``p.detach() + m * (p - p.detach())`` with ``m``
+        1 where the client may move ``p`` and 0 elsewhere. Tensor arithmetic on the flag, as under vmap."""
+        a = attacker.to(torch.float32).mean()
+        row_name = self.embedding_params[0]
+        out = {}
+        for name, p in params.items():
+            if name == row_name:
+                row = torch.zeros(p.shape[0], *([1] * (p.dim() - 1)), dtype=p.dtype, device=p.device)
+                row[self.target] = 1
+                movable = (1 - a) + a * row
+            else:
+                movable = 1 - a
+            frozen = p.detach()
+            out[name] = frozen + movable.to(p.dtype) * (p - frozen)
+        return out
 
     def fused_sum(self, params: Params, batch: dict, weights: torch.Tensor) -> torch.Tensor:
         # only reached without malicious clients (fusable), where every boost is 1
@@ -172,4 +203,4 @@ def build_adversary(task: ClientTask, cfg: AdversaryConfig, sequences: Sequence[
     target = cfg.target_item if cfg.target_item is not None else unpopular_target(counts, seed)
     malicious = malicious_clients(task.num_clients, cfg.fraction, seed)
     return PoisonedTask(task, malicious, target, counts, cfg.boost, cfg.popular_items, seed, cfg.exposure_k,
-                        cfg.auxiliary)
+                        cfg.auxiliary, cfg.attack)

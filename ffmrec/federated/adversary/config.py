@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ffmrec.errors import ConfigError
 
-ATTACKS = ("explicit_boosting",)
+ATTACKS = ("explicit_boosting", "target_row")
 
 
 @dataclass
@@ -17,7 +17,7 @@ class AdversaryConfig:
 
     fraction: float = field(default=0.0, metadata={"help": "Share of the clients that are malicious (seeded choice, rounded half up; 0 = no attack). 0.01 and 0.05 are the usual settings."})
     target_item: int | None = field(default=None, metadata={"help": "The item the attackers promote (an item id, 1..num_items); null = a seeded choice among the unpopular items (below the median training count)."})
-    attack: str = field(default="explicit_boosting", metadata={"help": "'explicit_boosting': each malicious client trains the model's own loss with the target as the next item after sequences of popular items (PIECK's popular-item mimicry) and scales the loss by 'boost' (Bhagoji et al., ICML 2019)."})
+    attack: str = field(default="explicit_boosting", metadata={"help": "'explicit_boosting': each malicious client trains the model's own loss with the target as the next item after sequences of popular items (PIECK's popular-item mimicry) and scales the loss by 'boost' (Bhagoji et al., ICML 2019). 'target_row': the same poisoned loss, but the attacker's step moves only the target item's embedding row, every other parameter held (the item-embedding poisoning of A-ra, Rong et al., IJCAI 2022): the model is never wrecked, whatever the boost; needs an id embedding table (model.item_repr id or hybrid)."})
     boost: float = field(default=1.0, metadata={"help": "Factor on the malicious clients' local objective (with local SGD their update is scaled by it; 1 = no boosting: the attack then relies on its coherent direction and the largest legal weight). With FedAvg and a local lr of 1, boosts of 3 and more wreck the model instead of promoting the target; FedAdam normalizes the step and tolerates e.g. 10."})
     auxiliary: bool = field(default=True, metadata={"help": "Whether the attackers also train the method's auxiliary terms (e.g. LUMOS's tri-view InfoNCE over views of their fake history), as an honest device would; false = they train only the model's own next-item loss on their poisoned data, every step toward the target (a stronger attack on methods with such terms; the same attack on fedsasrec)."})
     popular_items: int = field(default=50, metadata={"help": "The attackers' fake sequences are drawn (by popularity) from this many most popular training items."})
