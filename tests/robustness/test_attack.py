@@ -117,7 +117,7 @@ def test_a_target_row_attacker_moves_only_the_targets_embedding_row_and_honest_u
         assert rows == [task.target]
 
 
-def test_a_target_row_attack_at_a_large_boost_lifts_the_target_and_leaves_other_items_ranking_alone(
+def test_a_target_row_attack_at_a_large_boost_lifts_the_target_and_leaves_other_items_scores_alone(
         make_task, make_split):
     split = make_split(num_users=30)
     task = build_adversary(make_task(split), AdversaryConfig(fraction=0.1, boost=50.0, attack="target_row"),
