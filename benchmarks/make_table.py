@@ -213,6 +213,15 @@ def main() -> None:
                               "seconds_per_round: on a machine shared with other runs for most of the run (it was paused and resumed from its checkpoint several times)"],
                           "python benchmarks/lumos_quality.py --dataset beauty --seeds 42 --methods lumos --out runs/lumos "
                           "--set threads=1"),
+        "lumos_quality_ml-1m": (["item_repr", "seed"] + quality + ["rounds", "best_round", "epochs", "best_epoch",
+                                                                   "clients_per_round", "seconds_per_round"],
+                                "LUMOS on ml-1m as staged (users 1..2999; one seed)", [
+                                    f"protocol: {PROTOCOL}",
+                                    "lumos and fedsasrec: their shipped recipes' ml-1m setting, the same budget for both (1000 rounds x 64 clients, max_len 200, dropout 0.2, FedAdam), threads=1; lumos with hybrid items and the tri-view objective (embedding-backend views), fedsasrec with id items",
+                                    "reading (seed 42): lumos NDCG@20 0.1849 against fedsasrec 0.1895, i.e. 0.976x: on ml-1m the ordering asked (lumos >= 1.1x fedsasrec) does NOT hold; lumos is above the central SASRec anchor of the SASRec section (0.1381, a run cut at 16 epochs); both federated runs kept their last round (1000): both were still improving at this budget",
+                                    "sasrec (centralized, its recipe) is part of the command; its row lands when its run finishes (it was stopped mid-run at the end of the 2026-12-07 session and resumes from its folder)"],
+                                "python benchmarks/lumos_quality.py --dataset ml-1m --methods lumos fedsasrec sasrec --out runs/lumos "
+                                "--results lumos_quality_ml-1m --view-clients 64 --set threads=1"),
         "lumos_quality_ml-100k": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
                                                                        "seconds_per_round", "view_ms_per_client",
                                                                        "scored_users", "median_rank"],
