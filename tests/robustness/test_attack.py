@@ -73,9 +73,9 @@ def test_malicious_records_pass_the_driver_checks_claim_the_largest_weight_and_h
     assert min(norms[c] for c in task.malicious) > 3 * honest  # boosted to survive averaging
 
 
-def test_a_malicious_update_lifts_the_target_in_honest_users_rankings(make_task, make_split):
-    split = make_split(num_users=30)
-    task = build_adversary(make_task(split), AdversaryConfig(fraction=0.1, boost=1.0), split.sequences, 40, seed=0)
+def _attack_round_scores(task, split):
+    """The honest users' scores over every item before and after one averaged round of the attackers alone (local lr
+    0.05), and those users' test histories."""
     shared = task.initial_shared()
     engine = FastSimulator(task, chunk_size=8)
     result = engine.train_round(1, sorted(task.malicious), shared, ClientConfig(lr=0.05), want_records=True)
@@ -86,14 +86,24 @@ def test_a_malicious_update_lifts_the_target_in_honest_users_rankings(make_task,
     histories, _, _ = split.stage("test", honest)
     batch = {"input_ids": pad_histories(histories, task.inner.max_len), "users": torch.arange(len(honest))}
 
-    def mean_target_rank(params):
+    def scores(params):
         model.load_state_dict({**params, **{k: v.flatten(0, 1) for k, v in rows.items()}})
         model.eval()
         with torch.no_grad():
-            scores = model.full_sort_predict(batch)
-        return float(((scores > scores[:, task.target:task.target + 1]).sum(1) + 1).float().mean())
+            return model.full_sort_predict(batch)
 
-    before, after = mean_target_rank(shared), mean_target_rank(poisoned)
+    return scores(shared), scores(poisoned), histories
+
+
+def _target_ranks(scores, target):
+    return (scores > scores[:, target:target + 1]).sum(1) + 1
+
+
+def test_a_malicious_update_lifts_the_target_in_honest_users_rankings(make_task, make_split):
+    split = make_split(num_users=30)
+    task = build_adversary(make_task(split), AdversaryConfig(fraction=0.1, boost=1.0), split.sequences, 40, seed=0)
+    before, after, _ = _attack_round_scores(task, split)
+    before, after = (float(_target_ranks(s, task.target).float().mean()) for s in (before, after))
     assert after < before / 2  # one averaged malicious step moves the target well up everyone's ranking
 
 
@@ -122,30 +132,14 @@ def test_a_target_row_attack_at_a_large_boost_lifts_the_target_and_leaves_other_
     split = make_split(num_users=30)
     task = build_adversary(make_task(split), AdversaryConfig(fraction=0.1, boost=50.0, attack="target_row"),
                            split.sequences, 40, seed=0)
-    shared = task.initial_shared()
-    engine = FastSimulator(task, chunk_size=8)
-    result = engine.train_round(1, sorted(task.malicious), shared, ClientConfig(lr=0.05), want_records=True)
-    poisoned = {k: shared[k] + torch.stack([r.tensors[k] for r in result.records]).mean(0) for k in shared}
-    honest = np.array([c for c in range(task.num_clients) if c not in task.malicious])
-    model = task.inner.build_model(len(honest))
-    rows = engine.cohort.store.rows(honest)
-    histories, _, _ = split.stage("test", honest)
-    batch = {"input_ids": pad_histories(histories, task.inner.max_len), "users": torch.arange(len(honest))}
-
-    def scores(params):
-        model.load_state_dict({**params, **{k: v.flatten(0, 1) for k, v in rows.items()}})
-        model.eval()
-        with torch.no_grad():
-            return model.full_sort_predict(batch)
-
-    before, after = scores(shared), scores(poisoned)
+    before, after, histories = _attack_round_scores(task, split)
     others = [i for i in range(before.shape[1]) if i != task.target]
     unaware = [u for u, h in enumerate(histories) if task.target not in h.tolist()]  # the target not in the input
     assert len(unaware) > 20
     torch.testing.assert_close(after[unaware][:, others], before[unaware][:, others])  # no other score moves
 
-    def top10(s):
-        return float(((s > s[:, task.target:task.target + 1]).sum(1) + 1 <= 10).float().mean())
+    def top10(scores):
+        return float((_target_ranks(scores, task.target) <= 10).float().mean())
 
     assert top10(after) > top10(before) + 0.2  # (an untrained model: users' states point many ways)
 
