@@ -18,8 +18,9 @@ driver: the declared tensors, finite values, a weight no larger than an honest c
 - **only the target's row** (``attack="target_row"``; the item-embedding poisoning of A-ra / A-hum, Rong et al.,
   "Poisoning Deep Learning Based Recommender Model in Federated Learning Scenarios", IJCAI 2022): the attacker's step
   moves only the target item's row of the id embedding table, every other parameter held. A boosted step through the
-  whole model (the default attack) can wreck the encoder, so that nobody gets the target; this one leaves the model
-  alone and raises the target's vector toward the users' states, round after round, at any boost;
+  whole model (the default attack) can wreck the encoder, so that nobody gets the target; this one leaves the encoder
+  alone and raises the target's vector toward the users' states, round after round (too large a boost grows that
+  row until honest losses overflow, and the driver then rejects their updates);
 - **no auxiliary terms** (``auxiliary=False``): a method whose local objective adds terms to the model's loss
   (LUMOS's tri-view InfoNCE) would have the attacker spend part of its step on them; the attacker's device need not
   run them, and with them off its whole step pushes the target.
