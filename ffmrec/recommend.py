@@ -383,7 +383,9 @@ class TrainedPolicy:
         k = min(k, len(catalog) - len(known))
         if k < 1:
             return Recommendations(str(data.user_id), str(self.run_dir), [], len(pkg), PKG_KIND)
-        ranked, probs = self.task.policy.recommend([self.prompt(u).text], k, [known])
+        prompt = self.prompt(u)
+        ranked, probs = self.task.policy.recommend([prompt.text], k, [known],
+                                                   [[catalog.index[m] for m in prompt.mentioned]])
         liked = sorted(pkg.movies("liked"), key=lambda m: -pkg.turns.get(m, -1))  # the most recent first
         out = []
         for rank, (i, p) in enumerate(zip(ranked[0], probs[0].tolist()), start=1):

@@ -253,6 +253,7 @@ class Prompt:
     messages: tuple[dict, ...]  # the same as chat messages (system with the sub-PKG, then the conversation)
     sub_pkg: SubPKG
     tokens: int  # count_tokens(text) <= max_tokens, asserted
+    mentioned: tuple[str, ...] = ()  # movie ids the prompt's conversation mentions, in order (repeats kept)
 
 
 def _render(system: str, pkg_text: str, context: Sequence[Turn]) -> tuple[str, tuple[dict, ...]]:
@@ -296,7 +297,7 @@ def render_prompt(example: Example, history: PKGHistory, catalog: MovieCatalog, 
     text, messages = _render(config.system_message, sub.text, window)
     tokens = count_tokens(text)
     assert tokens <= limit, f"prompt of {tokens} tokens exceeds max_tokens={limit}"
-    return Prompt(text, messages, sub, tokens)
+    return Prompt(text, messages, sub, tokens, tuple(mentioned))
 
 
 def _render_pkg_first(example: Example, pkg, catalog: MovieCatalog, config: RedialExamplesConfig,
@@ -315,4 +316,4 @@ def _render_pkg_first(example: Example, pkg, catalog: MovieCatalog, config: Redi
     text, messages = _render(config.system_message, sub.text, context[-keep:])
     tokens = count_tokens(text)
     assert tokens <= limit, f"prompt of {tokens} tokens exceeds max_tokens={limit}"
-    return Prompt(text, messages, sub, tokens)
+    return Prompt(text, messages, sub, tokens, tuple(m for t in context[-keep:] for m in t.movies))

@@ -10,7 +10,7 @@ encoder. A completion ``y`` (a set of movies) has ``log pi(y|x) = sum_{m in y} l
 the catalogue distribution); the KL between policy and reference is exact over the catalogue. Recommendations are the
 catalogue sorted by probability (greedy, deterministic).
 
-Three optional parts (off by default, set by the recipe):
+Four optional parts (off by default, set by the recipe):
 
 * a *popularity prior* ``prior_weight * log(1 + n_m)`` added to every logit, policy and reference alike, where ``n_m``
   counts how often movie ``m`` was a desirable recommendation in the training data (the popularity baseline's counts,
@@ -19,6 +19,11 @@ Three optional parts (off by default, set by the recipe):
   with ``c`` the mean frozen-base embedding of a seeded sample of training prompts (a statistic the clients can send
   once, like the counts): the system message and the JSON-LD syntax every prompt shares otherwise add one constant
   direction to every prompt, i.e. a per-movie bias ``c · e_0(m)`` unrelated to the user;
+* a *mention anchor* (``mention_weight``) ``w * cos(a(x), u(m)) / tau`` added to every logit, policy and reference
+  alike, where ``u(m)`` is movie ``m``'s frozen embedding centered on the catalogue mean (re-normalized) and
+  ``a(x)`` the normalized mean of ``u`` over the movies the prompt's conversation mentions (none: no term): what the
+  seeker is talking about, read through the same encoder's movie space (the recommended movie is rarely one already
+  mentioned, which ``exclude_known`` drops anyway, but often one like them);
 * a *movie adapter*: a LoRA-adapted identity projection of the cached movie embeddings,
   ``e(m) = normalize((I + B A) e_0(m))``, whose ``A``, ``B`` train and travel with the encoder's adapters (the
   reference, adapters disabled, keeps ``e_0``); it costs ``M x d x r`` per forward, no re-encoding.
@@ -62,6 +67,7 @@ class CatalogPolicyConfig:
     movie_batch_size: int = field(default=256, metadata={"help": "Movie texts encoded together when the catalogue is embedded."})
     prior_weight: float = field(default=0.0, metadata={"help": "Weight w of the popularity prior w * log(1 + n_m) added to every logit (policy and reference; n_m = training count of m as a desirable recommendation); 0 = none."})
     center_prompts: int = field(default=0, metadata={"help": "Training prompts (a seeded sample) whose mean frozen-base embedding is subtracted from every prompt embedding, policy and reference alike (the shared system message and JSON-LD syntax otherwise add one constant direction, i.e. a per-movie bias, to every prompt); 0 = none."})
+    mention_weight: float = field(default=0.0, metadata={"help": "Weight w of the mention anchor w * cos(a(x), u(m)) / tau added to every logit (policy and reference): u = the frozen movie embeddings centered on their mean, a(x) = the normalized mean of u over the movies the prompt's conversation mentions; 0 = none."})
     movie_adapter: bool = field(default=False, metadata={"help": "Give the cached movie embeddings a LoRA-adapted identity projection (trains and travels with the adapters; the reference keeps the frozen embeddings)."})
 
     def __post_init__(self) -> None:
@@ -76,9 +82,9 @@ class CatalogPolicyConfig:
             raise ConfigError(f"model.lora_dropout={self.lora_dropout} is outside [0, 1): choose e.g. 0.0.")
         if not self.lora_target_modules:
             raise ConfigError("model.lora_target_modules is empty: name encoder modules, e.g. [query, value].")
-        if self.prior_weight < 0 or self.center_prompts < 0:
-            raise ConfigError(f"model.prior_weight={self.prior_weight} and model.center_prompts={self.center_prompts} "
-                              "must be >= 0 (0 = none).")
+        if self.prior_weight < 0 or self.center_prompts < 0 or self.mention_weight < 0:
+            raise ConfigError(f"model.prior_weight={self.prior_weight}, model.center_prompts={self.center_prompts} and "
+                              f"model.mention_weight={self.mention_weight} must be >= 0 (0 = none).")
 
 
 def centered(embeddings: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
@@ -89,6 +95,24 @@ def centered(embeddings: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
 def log_prior(counts: torch.Tensor, weight: float) -> torch.Tensor:
     """``(M,)`` logit offsets ``weight * log(1 + counts)`` of the popularity prior (zeros when ``weight`` is 0)."""
     return weight * torch.log1p(counts.to(torch.float32))
+
+
+def mention_anchors(movies: torch.Tensor) -> torch.Tensor:
+    """``(M, d)`` anchor vectors ``u``: unit movie embeddings minus their catalogue mean, re-normalized."""
+    unit = torch.nn.functional.normalize(movies, dim=-1)
+    return torch.nn.functional.normalize(unit - unit.mean(0), dim=-1)
+
+
+def mention_logits(anchors: torch.Tensor, mentions: Sequence[Sequence[int]], weight: float, temperature: float
+                   ) -> torch.Tensor:
+    """``(B, M)`` logit offsets ``weight * cos(a_b, u_m) / temperature`` with ``a_b`` the normalized mean of
+    ``anchors`` over the catalogue indices ``mentions[b]`` (repeats count; a row with no mention gets zeros)."""
+    out = torch.zeros(len(mentions), len(anchors))
+    for b, idx in enumerate(mentions):
+        if len(idx):
+            a = torch.nn.functional.normalize(anchors[list(idx)].mean(0), dim=0)  # (d,)
+            out[b] = weight * (anchors @ a) / temperature
+    return out
 
 
 class CatalogPolicy:
@@ -136,6 +160,7 @@ class CatalogPolicy:
             self.log_prior = log_prior(torch.as_tensor(prior_counts), config.prior_weight)  # (M,)
         else:
             self.log_prior = torch.zeros(len(self.movie_embeddings))
+        self.anchors = mention_anchors(self.movie_embeddings)  # (M, d): see mention_logits
 
     # --- text -> vectors -----------------------------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -183,13 +208,14 @@ class CatalogPolicy:
         return embeddings
 
     # --- the policy -----------------------------------------------------------------------------------------------
-    def log_probs(self, prompts: Sequence[str], reference: bool = False,
-                  exclude: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+    def log_probs(self, prompts: Sequence[str], reference: bool = False, exclude: Sequence[Sequence[int]] = (),
+                  mentions: Sequence[Sequence[int]] = ()) -> torch.Tensor:
         """``(B, M)`` log pi(m | x) over the catalogue; ``reference=True``: adapters disabled (no gradient);
-        ``exclude``: see :meth:`log_probs_of`."""
+        ``exclude``, ``mentions``: see :meth:`log_probs_of`."""
         if reference:
-            return self.log_probs_of(self.reference_embeddings(prompts), reference=True, exclude=exclude)
-        return self.log_probs_of(self.encode(prompts), exclude=exclude)
+            return self.log_probs_of(self.reference_embeddings(prompts), reference=True, exclude=exclude,
+                                     mentions=mentions)
+        return self.log_probs_of(self.encode(prompts), exclude=exclude, mentions=mentions)
 
     @torch.no_grad()
     def reference_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -210,13 +236,17 @@ class CatalogPolicy:
         projection = getattr(self.model.base_model.model, MOVIE_PROJECTION)
         return torch.nn.functional.normalize(projection(self.movie_embeddings), dim=-1)
 
-    def log_probs_of(self, embeddings: torch.Tensor, reference: bool = False,
-                     exclude: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+    def log_probs_of(self, embeddings: torch.Tensor, reference: bool = False, exclude: Sequence[Sequence[int]] = (),
+                     mentions: Sequence[Sequence[int]] = ()) -> torch.Tensor:
         """``(B, M)`` log-softmax over the catalogue of ``(B, d)`` prompt embeddings: ``cos / tau`` plus the popularity
         prior; ``reference=True``: the frozen movie embeddings (no movie adapter). ``exclude[b]``: catalogue indices
         the policy never recommends for prompt ``b`` (e.g. movies already in the user's PKG): the softmax runs over the
-        other movies, the excluded get log-probability ``-inf``."""
+        other movies, the excluded get log-probability ``-inf``. ``mentions[b]``: catalogue indices prompt ``b``'s
+        conversation mentions (the mention anchor's input, used when ``mention_weight > 0``; empty = none)."""
         logits = embeddings @ self.movies(reference).T / self.config.temperature + self.log_prior
+        if self.config.mention_weight > 0 and any(len(m) for m in mentions):
+            logits = logits + mention_logits(self.anchors, mentions, self.config.mention_weight,
+                                             self.config.temperature)
         return torch.log_softmax(self.excluded(logits, exclude), dim=-1)
 
     @staticmethod
@@ -243,10 +273,11 @@ class CatalogPolicy:
         return (policy.exp() * gap).sum(-1).mean()
 
     @torch.no_grad()
-    def recommend(self, prompts: Sequence[str], k: int, exclude: Sequence[Sequence[int]] = ()) -> tuple[list[list[int]], torch.Tensor]:
+    def recommend(self, prompts: Sequence[str], k: int, exclude: Sequence[Sequence[int]] = (),
+                  mentions: Sequence[Sequence[int]] = ()) -> tuple[list[list[int]], torch.Tensor]:
         """The top ``k`` catalogue indices per prompt (greedy) and their probabilities ``(B, k)``; ``exclude[b]``
-        (e.g. movies already in the user's PKG) are never recommended."""
+        (e.g. movies already in the user's PKG) are never recommended; ``mentions``: see :meth:`log_probs_of`."""
         self.model.eval()
-        logp = self.excluded(self.log_probs(prompts), exclude)  # (B, M): full-catalogue probabilities, excluded -inf
+        logp = self.excluded(self.log_probs(prompts, mentions=mentions), exclude)  # (B, M): full-catalogue probabilities, excluded -inf
         top = logp.topk(min(k, logp.shape[-1]), dim=-1)
         return top.indices.tolist(), top.values.exp()

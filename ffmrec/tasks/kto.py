@@ -87,6 +87,7 @@ class KTOTask(ClientTask):
         self.pkg_documents = {int(c): users[int(c)].history.to_jsonld() for c in served}
         self._histories: dict[int, PKGHistory] = {}
         self._prompts: dict[tuple[int, str, int], str] = {}
+        self._mentions: dict[tuple[int, str, int], list[int]] = {}  # catalogue indices each prompt mentions
         self._reference: dict[tuple[int, str, int], torch.Tensor] = {}
         self._train_indices: dict[int, list[int]] = {}
         names = list(get_adapter_state(policy.model))
@@ -141,9 +142,14 @@ class KTOTask(ClientTask):
     def prompt(self, client: int, split: str, index: int, example: Example) -> str:
         key = (client, split, index)
         if key not in self._prompts:
-            self._prompts[key] = render_prompt(example, self.history(client), self.catalog, self.config,
-                                               self.policy.count_tokens).text
+            prompt = render_prompt(example, self.history(client), self.catalog, self.config, self.policy.count_tokens)
+            self._prompts[key] = prompt.text
+            self._mentions[key] = [self.catalog.index[m] for m in prompt.mentioned]
         return self._prompts[key]
+
+    def mentions(self, key: tuple[int, str, int]) -> list[int]:
+        """Catalogue indices the conversation of prompt ``key`` mentions (after :meth:`prompt` built it)."""
+        return self._mentions[key]
 
     def prepare(self, client: int, server_round: int) -> dict:
         """This round's training points: indices into the client's training data (sampled with its own generator)."""
@@ -182,8 +188,14 @@ class KTOTask(ClientTask):
                                                      for x in (prompts, examples, completions, known))
             keys = None if keys is None else [keys[b] for b in rows]
         desirable = torch.tensor([e.desirable for e in examples])
-        logp = policy.log_probs(prompts, exclude=known)  # (B, M)
-        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts), reference=True, exclude=known)
+        mentions: list[list[int]] = []
+        if policy.config.mention_weight > 0:
+            if keys is None:
+                raise ValueError("model.mention_weight needs the data points' keys (client, split, index)")
+            mentions = [self.mentions(k) for k in keys]
+        logp = policy.log_probs(prompts, exclude=known, mentions=mentions)  # (B, M)
+        ref = (policy.log_probs_of(self.reference_embeddings(keys, prompts), reference=True, exclude=known,
+                                   mentions=mentions)
                if keys is not None else policy.log_probs(prompts, reference=True, exclude=known))  # (B, M), no gradient
         kl = policy.kl(logp.detach(), ref)
         return kto_loss(policy.completion_logps(logp, completions), policy.completion_logps(ref, completions),
@@ -236,15 +248,17 @@ class KTOTask(ClientTask):
         for row, c in enumerate(clients):
             queries = self.queries(stage, int(c))
             try:  # a device whose PKG is corrupted fails alone: its queries score 0 and stay in the denominators
-                todo += [(row, e, self.prompt(int(c), stage, i, e), self._known(int(c), e)) for i, e in enumerate(queries)]
+                todo += [(row, e, self.prompt(int(c), stage, i, e), self._known(int(c), e),
+                          self.mentions((int(c), stage, i))) for i, e in enumerate(queries)]
             except Exception:  # noqa: BLE001
                 cols["failed"][row] += len(queries)
                 cols["queries"][row] += len(queries)
                 cols["relevant"][row] += sum(len(e.movies) for e in queries)
         for start in range(0, len(todo), self.config.eval_batch_size):
             part = todo[start:start + self.config.eval_batch_size]
-            ranked, _ = self.policy.recommend([p for _, _, p, _ in part], MAX_SET, [x for _, _, _, x in part])
-            for (row, e, _, _), top in zip(part, ranked):
+            ranked, _ = self.policy.recommend([p for _, _, p, _, _ in part], MAX_SET, [x for _, _, _, x, _ in part],
+                                              [m for *_, m in part])
+            for (row, e, *_), top in zip(part, ranked):
                 self.score_query(cols, row, top, e)
         cols["predicted"] = cols["queries"] * self.config.set_size
         return cols
