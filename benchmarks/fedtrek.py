@@ -2,7 +2,7 @@
 reference protocol, with the paper's numbers beside ours.
 
 Rows (dataset ``redial``): ``popularity`` (most-recommended desirable movies of the training data), ``catalog-base``
-(zero-shot MiniLM, the adapters disabled; with the recipe's popularity prior and prompt centering, which the fine-tuned
+(zero-shot MiniLM, the adapters disabled; with the recipe's popularity prior, prompt centering and mention anchor, which the fine-tuned
 policies keep), ``catalog`` fine-tuned with KTO ``federated`` (the fedtrek recipe through
 the core's driver loop and fast engine: 4 clients per round, adapters averaged as products B·A), ``centralized``
 (pooled Adam steps) and ``local`` (each seeker trains its own adapters on its own data only). Every trained model is

@@ -247,14 +247,16 @@ def main() -> None:
                                              "the catalog policy (and catalog-base, the zero-shot encoder) adds a popularity prior 1.6 log(1 + training count as a desirable recommendation) to every logit and centers prompt embeddings on the mean of 128 training prompts (both chosen on validation queries in exploratory runs outside benchmarks/, commit 5d8aea3)",
                                              "reference rows: the same trained models scored on the reference protocol's leaky prompts (the end-of-conversation PKG in every prompt); the gap to the leak-free row of the same model is the inflation",
                                              "Hits@10 0.115 leak-free, short of the 0.20 target; on an earlier 30-seeker test set (114 targets, 128 rounds) the same recipe scored 0.167, which the larger test set shows was the small set's luck; an item-to-item co-occurrence ranker from the training PKGs (a scratch check outside benchmarks/) scored 0.043-0.051, no better than popularity: the staged subset carries little collaborative signal",
-                                             "paper (federated Qwen3-4B, reference protocol with its leaks): P 0.238, R 0.251, F1 0.244, MRR 0.284, Hits@1 0.280, Hits@10 0.290; one seed"],
+                                             "paper (federated Qwen3-4B, reference protocol with its leaks): P 0.238, R 0.251, F1 0.244, MRR 0.284, Hits@1 0.280, Hits@10 0.290; one seed",
+                                             "measured before the recipe took the mention anchor (model.mention_weight 0.5, commit b9ae0b8 and after): add model.mention_weight=0 to the command to reproduce this section"],
                                          "python benchmarks/fedtrek.py --rounds 256 --eval-users 100 --skip kge centralized local "
                                          "--results fedtrek_redial_100_federated --set federated.client.lr=0.003 "
                                          "federated.client.local_steps=1 federated.eval_every=32"),
         "fedtrek_redial_100_central_local": (["protocol", "precision", "recall", "F1", "MRR", "Hits@1", "Hits@3", "Hits@10"],
                                              "FedTREK-LM: centralized and local-only catalog policy, the same test", [
                                                  "the section above's seekers, test queries, recipe and client settings; centralized: 256 Adam steps on 32 training points drawn from all 408 seekers' pooled data (the federated run's 256 x 4 x 8 points); local-only: each of the 100 test seekers trains alone, 2 rounds of its own 8 points (each seeker takes part in about 2.5 federated rounds), never averaged",
-                                                 "popularity and catalog-base are the same baselines as above, recomputed"],
+                                                 "popularity and catalog-base are the same baselines as above, recomputed",
+                                                 "measured before the recipe took the mention anchor: add model.mention_weight=0 to the command to reproduce this section"],
                                              "python benchmarks/fedtrek.py --rounds 256 --eval-users 100 --centralized-steps 256 "
                                              "--local-rounds 2 --skip federated kge --results fedtrek_redial_100_central_local "
                                              "--set federated.client.lr=0.003 federated.client.local_steps=1 federated.eval_every=32"),
@@ -272,7 +274,8 @@ def main() -> None:
                                        "TransE, RotatE and DistMult trained on the users' preference triples at their training cutoff plus the CFCRS movie KG (ffmrec.pkg.kge: each model with a loss its paper documents, TransE and RotatE the self-adversarial nssa loss, DistMult softplus without PyKEEN's default L2 penalty, which collapsed it; epochs and DistMult's size chosen on all 361 seekers' validation queries, the sweep in the module's docstring); every catalogue movie ranked, the task's exclusion rule applied as for popularity and the policy",
                                        "on validation the tuned centralized models beat popularity (Hits@10 0.094 / 0.097 / 0.061 against 0.053, from the tuning sweep recorded in ffmrec/pkg/kge.py's docstring, run as a scratch script outside benchmarks/); on these test queries they fall to about popularity: the validation query sits at the training cutoff, the user embedding fits that conversation, the test turns come later",
                                        "federated rows: FedE (entity rows averaged over the participants that hold them, the public movie KG trained by the server as one more participant, user rows local), 10 rounds x 64 clients x 5 local epochs: NOT converged (validation Hits@10 0.011-0.017 from round 2 to 10; about 30 s per round of one core), so they are not a fair federated KG baseline yet; the centralized rows are",
-                                       "trained on a machine shared with other runs (load about 5 on 2 cores): train_seconds are inflated"],
+                                       "trained on a machine shared with other runs (load about 5 on 2 cores): train_seconds are inflated",
+                                       "measured before the recipe took the mention anchor: the KG rows do not use it; add model.mention_weight=0 to reproduce this section's catalog-base row"],
                                    "python benchmarks/fedtrek.py --eval-users 100 --skip federated centralized local "
                                    "--results fedtrek_redial_100_kge"),
     }
