@@ -2,9 +2,9 @@
 reference protocol, with the paper's numbers beside ours.
 
 Rows (dataset ``redial``): ``popularity`` (most-recommended desirable movies of the training data), ``catalog-base``
-(zero-shot MiniLM, the adapters disabled; with the recipe's popularity prior, prompt centering and mention anchor, which the fine-tuned
-policies keep), ``catalog`` fine-tuned with KTO ``federated`` (the fedtrek recipe through
-the core's driver loop and fast engine: 4 clients per round, adapters averaged as products B·A), ``centralized``
+(zero-shot MiniLM, the adapters disabled; with the recipe's popularity prior, prompt centering and mention anchor,
+which the fine-tuned policies keep), ``catalog`` fine-tuned with KTO ``federated`` (the fedtrek recipe through the
+core's driver loop and fast engine: 4 clients per round, adapters averaged as products B·A), ``centralized``
 (pooled Adam steps) and ``local`` (each seeker trains its own adapters on its own data only). Every trained model is
 scored on the same test queries under ``leak-free`` prompts and under the ``reference`` protocol's leaky prompts (the
 end-of-conversation PKG), so the inflation is measured. P/R/F1 use the output size chosen on validation queries.

@@ -253,7 +253,7 @@ class Prompt:
     messages: tuple[dict, ...]  # the same as chat messages (system with the sub-PKG, then the conversation)
     sub_pkg: SubPKG
     tokens: int  # count_tokens(text) <= max_tokens, asserted
-    mentioned: tuple[str, ...] = ()  # movie ids the prompt's conversation mentions, in order (repeats kept)
+    mentioned: tuple[str, ...]  # movie ids the prompt's conversation mentions, in order (repeats kept)
 
 
 def _render(system: str, pkg_text: str, context: Sequence[Turn]) -> tuple[str, tuple[dict, ...]]:

@@ -278,6 +278,7 @@ class CatalogPolicy:
         """The top ``k`` catalogue indices per prompt (greedy) and their probabilities ``(B, k)``; ``exclude[b]``
         (e.g. movies already in the user's PKG) are never recommended; ``mentions``: see :meth:`log_probs_of`."""
         self.model.eval()
-        logp = self.excluded(self.log_probs(prompts, mentions=mentions), exclude)  # (B, M): full-catalogue probabilities, excluded -inf
+        # (B, M): full-catalogue probabilities, the excluded -inf
+        logp = self.excluded(self.log_probs(prompts, mentions=mentions), exclude)
         top = logp.topk(min(k, logp.shape[-1]), dim=-1)
         return top.indices.tolist(), top.values.exp()
