@@ -47,14 +47,18 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024.0
 
 
+def command_line() -> str:
+    """This process's command, the script as seen from the repository root wherever it was started from."""
+    return "python " + " ".join(shlex.quote(a) for a in [
+        os.path.relpath(os.path.abspath(sys.argv[0]), RESULTS.parent.parent), *sys.argv[1:]])
+
+
 def write_results(name: str, rows: list[dict]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     doc = {
         "benchmark": name,
-        # the script as seen from the repository root, wherever it was started from
-        "command": "python " + " ".join(shlex.quote(a) for a in [
-            os.path.relpath(os.path.abspath(sys.argv[0]), RESULTS.parent.parent), *sys.argv[1:]]),
+        "command": command_line(),
         "machine": machine(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
         "rows": rows,

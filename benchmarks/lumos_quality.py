@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, budget_metrics, overrides_for, peak_rss_mb, write_results
+from common import RESULTS, budget_metrics, command_line, overrides_for, peak_rss_mb, write_results
 
 from ffmrec.pipeline import pipeline
 from ffmrec.recipes import load_recipe
@@ -100,13 +100,14 @@ def main() -> None:
     parser.add_argument("--results", default="lumos_quality", help="name of the results file")
     args = parser.parse_args()
     path = RESULTS / f"{args.results}.json"
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
 
     def keep(row: dict) -> None:
-        nonlocal rows
+        """Add (or replace) ``row``, with the command that made it, to the file as it is now: rows that other
+        invocations wrote meanwhile (other seeds or methods run beside this one) stay."""
+        rows = json.loads(path.read_text())["rows"] if path.exists() else []
         key = (row["dataset"], row["method"], row["setting"], row["seed"], row.get("item_repr"))
         rows = [r for r in rows if (r["dataset"], r["method"], r["setting"], r.get("seed"), r.get("item_repr")) != key]
-        rows.append(row)
+        rows.append({**row, "command": command_line()})
         write_results(args.results, rows)
 
     for seed in args.seeds:

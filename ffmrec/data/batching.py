@@ -7,15 +7,17 @@ item is always in the last column.
 
 :func:`left_pad` pads any tensors along chosen time axes; :func:`pad_histories` (evaluation inputs),
 :func:`next_item_example` (one client's training example) and :func:`collate` (a batch of examples, noise included)
-are built on it, and :func:`next_item_batch` is ``collate`` of examples.
+are built on it, and :func:`next_item_batch` is ``collate`` of examples. :func:`by_length` encodes a large batch of
+ragged rows bucket by bucket, each bucket trimmed of the padding it does not need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def left_pad(tensors: Sequence[torch.Tensor], axes: tuple[int, ...] = (0,), value: float = 0) -> torch.Tensor:
@@ -67,6 +69,56 @@ def collate(examples: Sequence[dict], time_axes: dict[str, tuple[int, ...]] | No
         else:
             out[key] = left_pad(values, time_axes.get(key, (0,)))
     return out
+
+
+#: Bucket edges of :func:`by_length` (a row of length n goes to the first edge >= n; longer rows to the batch width).
+LENGTH_EDGES = (2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def by_length(encode: Callable[[dict], torch.Tensor], batch: dict, time_axes: dict[str, tuple[int, ...]],
+              edges: Sequence[int] = LENGTH_EDGES) -> torch.Tensor:
+    """``encode(batch)`` (a model's hidden states ``(N, L, d)``, or one vector ``(N, d)`` per row) of left-padded rows
+    ``batch["input_ids"]`` ``(N, L)``, computed bucket by bucket: rows grouped by their length (from their first
+    item) under ``edges``, each group cut to its longest row; hidden states are left-padded back to ``L`` with zeros
+    (padding positions carry no target). The models are exact under extra left padding, so the result equals
+    ``encode(batch)`` up to float rounding (padding positions aside), at a cost that follows the rows' lengths
+    instead of ``N x L`` (a beauty history is about 9 items long, a batch of them padded to 50). ``batch`` may hold
+    ``users`` ``(N,)`` and ``noise`` ``{site: (N, ...)}``, cut along the site's time axes (``time_axes``, without
+    the batch axis). Shapes depend on the data: never under ``torch.func.vmap``."""
+    ids = batch["input_ids"]
+    width = ids.shape[1]
+    real = ids != 0
+    lengths = torch.where(real.any(1), width - real.int().argmax(1), 1)  # (N,) from the first item; all padding: 1
+    bounds = torch.as_tensor([e for e in edges if e < width] + [width])
+    bucket = torch.bucketize(lengths, bounds)  # (N,): the first edge >= length
+    groups = [torch.nonzero(bucket == b).squeeze(1) for b in range(len(bounds))]
+    groups = [g for g in groups if len(g)]
+    if len(groups) == 1 and int(lengths.max()) == width:
+        return encode(batch)
+    parts, order = [], []
+    for rows in groups:
+        t = int(lengths[rows].max())
+        sub = {"input_ids": ids[rows, width - t:]}
+        if "users" in batch:
+            sub["users"] = batch["users"][rows]
+        if "noise" in batch:
+            sub["noise"] = {k: _cut(v[rows], time_axes.get(k, ()), t) for k, v in batch["noise"].items()}
+        out = encode(sub)
+        if out.dim() == 3:  # hidden states (n, t, d): zeros at the cut padding positions
+            out = F.pad(out, (0, 0, width - t, 0))
+        parts.append(out)
+        order.append(rows)
+    inverse = torch.empty(len(ids), dtype=torch.long)
+    inverse[torch.cat(order)] = torch.arange(len(ids))
+    return torch.cat(parts).index_select(0, inverse)  # in the rows' order
+
+
+def _cut(x: torch.Tensor, axes: tuple[int, ...], t: int) -> torch.Tensor:
+    """The last ``t`` entries of ``x`` ``(N, ...)`` along each time axis (axes counted without the batch axis)."""
+    index = [slice(None)] * x.dim()
+    for ax in axes:
+        index[1 + ax] = slice(x.shape[1 + ax] - t, None)
+    return x[tuple(index)]
 
 
 def next_item_batch(histories: Sequence[np.ndarray], users: np.ndarray, max_len: int) -> dict[str, torch.Tensor]:

@@ -59,8 +59,9 @@ class Recommender(nn.Module):
         """``model(batch)`` is the training loss, so that ``torch.func.functional_call`` can drive any model."""
         return self.calculate_loss(batch, compact=compact)
 
-    def encode_sequence(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """One vector ``(B, d)`` per history (the state after its latest item): what contrastive objectives compare."""
+    def encode_sequence(self, batch: dict[str, torch.Tensor], compact: bool = False) -> torch.Tensor:
+        """One vector ``(B, d)`` per history (the state after its latest item): what contrastive objectives compare.
+        ``compact=True`` allows data-dependent shapes, as in :meth:`calculate_loss`."""
         raise NotImplementedError
 
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

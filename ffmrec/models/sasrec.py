@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffmrec.data.batching import by_length as by_length_encode
 from ffmrec.errors import ConfigError
 from ffmrec.models.base import Recommender
 
@@ -214,12 +215,25 @@ class SASRec(Recommender):
             axes.update({f"b{i}.att": (1, 2), f"b{i}.proj": (0,), f"b{i}.ff": (0,)})
         return axes
 
+    def bucketable(self, compact: bool, noise: dict | None) -> bool:
+        """Whether a batch may be encoded by length (:func:`~ffmrec.data.batching.by_length`): its shapes may depend
+        on the data (``compact``, never under vmap) and dropout draws nothing from torch's generator (explicit noise,
+        or none in effect), so that the result equals the padded batch's up to float rounding."""
+        return compact and (noise is not None or not self.training or self.cfg.dropout == 0.0)
+
     def encode(self, input_ids: torch.Tensor, users: torch.Tensor | None = None,
-               noise: dict[str, torch.Tensor] | None = None, table: torch.Tensor | None = None) -> torch.Tensor:
+               noise: dict[str, torch.Tensor] | None = None, table: torch.Tensor | None = None,
+               by_length: bool = False) -> torch.Tensor:
         """Hidden states ``(B, T, d)`` of left-padded histories ``(B, T)``, ``T <= max_len`` (``table``: the item
-        vectors of :meth:`item_table`, computed here when None)."""
+        vectors of :meth:`item_table`, computed here when None); ``by_length``: rows encoded bucket by bucket of
+        similar length (see :meth:`bucketable`; padding positions, which carry no target, may then differ)."""
         if table is None:
             table = self.item_table()
+        if by_length:
+            batch = {"input_ids": input_ids, **({"users": users} if users is not None else {}),
+                     **({"noise": noise} if noise is not None else {})}
+            return by_length_encode(lambda b: self.encode(b["input_ids"], b.get("users"), b.get("noise"), table),
+                                    batch, self.noise_time_axes())
         noise = noise or {}
         B, T = input_ids.shape
         d = self.cfg.hidden_size
@@ -241,7 +255,8 @@ class SASRec(Recommender):
     def calculate_loss(self, batch: dict[str, torch.Tensor], *, compact: bool = True) -> torch.Tensor:
         noise = batch.get("noise")
         table = self.item_table()
-        h = self.encode(batch["input_ids"], batch.get("users"), noise, table)  # (B, T, d)
+        by_length = self.bucketable(compact, noise)
+        h = self.encode(batch["input_ids"], batch.get("users"), noise, table, by_length)  # (B, T, d)
         targets = batch["targets"]  # (B, T), 0 = no target
         if self.cfg.loss == "ce":
             if self.cfg.id_dropout > 0 and self.training:
@@ -310,8 +325,10 @@ class SASRec(Recommender):
             per_pos = -logits.log_softmax(-1)[..., 0]
         return (per_pos * mask).sum() / mask.sum().clamp(min=1.0)
 
-    def encode_sequence(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.encode(batch["input_ids"], batch.get("users"), batch.get("noise"))[:, -1, :]  # (B, d)
+    def encode_sequence(self, batch: dict[str, torch.Tensor], compact: bool = False) -> torch.Tensor:
+        noise = batch.get("noise")
+        h = self.encode(batch["input_ids"], batch.get("users"), noise, by_length=self.bucketable(compact, noise))
+        return h[:, -1, :]  # (B, d)
 
     def full_sort_predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         table = self.item_table()

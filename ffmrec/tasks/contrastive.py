@@ -214,7 +214,7 @@ class CL4SRecObjective(nn.Module):
             flat["users"] = batch["users"].unsqueeze(1).expand(B, 2 * P).reshape(B * 2 * P)
         if "noise" in views:
             flat["noise"] = {k: v.flatten(0, 2) for k, v in views["noise"].items()}
-        z = self.model.encode_sequence(flat).view(B, 2, P, -1)  # (B, 2, P, d)
+        z = self.model.encode_sequence(flat, compact).view(B, 2, P, -1)  # (B, 2, P, d)
         if self.cfg.similarity == "cos":
             z = F.normalize(z, dim=-1)
         if self.in_batch_negatives:

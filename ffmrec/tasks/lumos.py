@@ -165,7 +165,7 @@ class LUMOSObjective(nn.Module):
             flat["users"] = batch["users"].unsqueeze(1).expand(B, V * S).reshape(B * V * S)
         if "noise" in views:
             flat["noise"] = {k: v.flatten(0, 2) for k, v in views["noise"].items()}
-        z = self.model.encode_sequence(flat).view(B, V, S, -1)  # (B, V, S, d)
+        z = self.model.encode_sequence(flat, compact).view(B, V, S, -1)  # (B, V, S, d)
         if self.cfg.similarity == "cos":
             z = F.normalize(z, dim=-1)
         by_kind = {name: z[:, i] for i, name in enumerate(self.rows)}  # each (B, S, d)
