@@ -343,7 +343,7 @@ def main() -> None:
         "fedtrek_comention_check": (["weight", "queries", "training_points", "MRR", "Hits@1", "Hits@3", "Hits@10"],
                                     "FedTREK-LM: headroom of a co-mention term (validation; a diagnostic, not a method)", [
                                         "the zero-shot policy as in the recipe (prior 1.6, mention anchor 0.5, prompts centered; adapters disabled) on every validation query of the staged ReDial data, plus weight x a co-mention score: C[j, m] counts the training data's desirable real recommendations of movie m made while movie j was mentioned in the prompt's window; a query scores m by the sum (or mean) of log(1 + C[j, m]) over the movies its own window mentions; exclude_known as in the recipe",
-                                        "pooled co-mention counts are more than a client shares: the rows bound what a learned, federated mention-to-movie term (trained by KTO with the adapters) could add, on one validation set of 361 queries (Hits@10 differences of 0.01 are 3-4 queries)"],
+                                        "pooled co-mention counts are more than a client shares: the rows indicate, without bounding it, what a learned, federated mention-to-movie term (trained by KTO with the adapters) might add, on one validation set of 361 queries (Hits@10 differences of 0.01 are 3-4 queries)"],
                                     "python benchmarks/fedtrek_comention_check.py"),
         "fedtrek_redial_100_kge": (["protocol", "precision", "recall", "F1", "MRR", "Hits@1", "Hits@3", "Hits@10"],
                                    "FedTREK-LM: PyKEEN knowledge-graph baselines, the same test", [
