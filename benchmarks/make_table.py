@@ -26,6 +26,8 @@ PROTOCOL = ("leave-one-out (last item = test, second-to-last = validation), full
 
 def fmt(v):
     if isinstance(v, float):
+        if 0 < abs(v) < 1e-4:  # e.g. a float-rounding difference: 0.0000 would hide it
+            return f"{v:.1e}"
         return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
     return str(v)
 
