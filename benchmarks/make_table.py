@@ -55,13 +55,21 @@ def derived(name: str, doc: dict) -> list[str]:
 SEED42_ELSEWHERE = {"fedsasrec": "core2_quality_fedsasrec", "sasrec": "sasrec_centralized"}
 
 
+def recipe_label(row: dict) -> str:
+    """The row's method, with its item representation where it is not the recipe's own (hybrid for ``lumos*``, id
+    for the others), so that such a row never joins the recipe's seeds."""
+    own = "hybrid" if row["method"].startswith("lumos") else "id"
+    repr_ = row.get("item_repr", own)
+    return row["method"] if repr_ == own else f"{row['method']} ({repr_} items)"
+
+
 def seed_means(doc: dict) -> list[str]:
     """Per method on beauty: NDCG@20 and HR@20 over its seeds (mean, sample standard deviation), the seed-42
     baselines read from the files of :data:`SEED42_ELSEWHERE`, and LUMOS's ratios to them."""
     runs: dict[str, dict[int, dict]] = {}
     for row in doc["rows"]:
         if row["dataset"] == "beauty" and row["setting"] in ("federated", "centralized"):
-            runs.setdefault(row["method"], {})[row["seed"]] = row["metrics"]
+            runs.setdefault(recipe_label(row), {})[row["seed"]] = row["metrics"]
     for method, name in SEED42_ELSEWHERE.items():
         other = json.loads((RESULTS / f"{name}.json").read_text())
         for row in other["rows"]:
