@@ -6,13 +6,18 @@ quantized to uint8 per tensor at run time, products on the CPU's int8 dot-produc
 output projections (``layer.N/output/dense``, fed by GELU outputs with a few large channels) stay float32: quantized
 too, the embeddings fell to cosine 0.983 of float32 on beauty texts; kept, 0.992 (the quality bar is 0.99; see
 ``benchmarks/text_encoding.py``, which also times the alternatives: all layers int8, 8-bit weight blocks, torch int8).
+On x86 without VNNI, whose ``pmaddubsw`` saturates, the weights are 7-bit (``reduce_range``, as ONNX Runtime advises;
+:func:`ffmrec.utils.cpu.saturates_int8`). Measured on an AVX2-only AMD EPYC (2026-12-07): on one batch mixing beauty's
+longest, shortest and every 40th text (the test's), 8-bit weights fell to cosine 0.9886 of float32 and 7-bit ones kept
+0.9918; over every 4th beauty text in batches of 64 by length, the minimum is 0.9910 with 8-bit and 0.9906 with 7-bit.
 Activation scales are per batch, so a text's embedding varies slightly with the texts batched with it (within the
 quality bar); the cached table of a catalogue is computed once, in one fixed order.
 
 The model file is built at run time into ``$FFMREC_CACHE_DIR`` (never shipped), named by a sha256 of the model folder's
-weights, the builder's :data:`FORMAT` and the onnxruntime, onnx and torch versions, and written atomically. Mean
-pooling over the attention mask and L2 normalisation (what the folder's Pooling and Normalize modules do) are part of
-the exported graph: the session maps ``(input_ids, attention_mask)`` to unit-norm ``(B, dim)`` embeddings.
+weights, the builder's :data:`FORMAT`, the onnxruntime, onnx and torch versions and whether the weights are 7-bit,
+and written atomically. Mean pooling over the attention mask and L2 normalisation (what the folder's Pooling and
+Normalize modules do) are part of the exported graph: the session maps ``(input_ids, attention_mask)`` to unit-norm
+``(B, dim)`` embeddings.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 
 from ffmrec.data.cache import cache_dir
 from ffmrec.errors import ConfigError
+from ffmrec.utils.cpu import cpu_flags, saturates_int8
 
 FORMAT = 1
 PACKAGES = "onnxruntime==1.32.0 onnx==1.23.2"
@@ -55,7 +61,7 @@ def onnx_model_file(stamp: list) -> Path:
 
     key = hashlib.sha256(json.dumps({"format": FORMAT, "model": stamp, "onnxruntime": onnxruntime.__version__,
                                      "onnx": onnx.__version__, "torch": torch.__version__,
-                                     "float_nodes": FLOAT_NODES.pattern},
+                                     "float_nodes": FLOAT_NODES.pattern, "reduce_range": saturates_int8(cpu_flags())},
                                     sort_keys=True).encode()).hexdigest()
     return cache_dir() / f"text-encoder-int8-{key[:24]}.onnx"
 
@@ -92,22 +98,24 @@ def export_float32(model, file: Path) -> None:
                           opset_version=17, dynamo=False)
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """``src``'s weight matrices as int8 per output channel into ``dst``, but for :data:`FLOAT_NODES`."""
+def quantize_int8(src: Path, dst: Path, reduce_range: bool) -> None:
+    """``src``'s weight matrices as int8 per output channel into ``dst``, but for :data:`FLOAT_NODES`; 7-bit weights
+    where ``reduce_range`` (see :func:`saturates_int8`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     keep = [node.name for node in onnx.load(str(src)).graph.node if FLOAT_NODES.search(node.name)]
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                     nodes_to_exclude=keep)
 
 
-def build_int8_model(model, file: Path) -> None:
+def build_int8_model(model, file: Path, reduce_range: bool) -> None:
     """Export and quantize ``model`` (a ``SentenceTransformer``) into ``file``, atomically."""
     file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=file.parent, prefix=".onnx-build-") as tmp:
         exported, quantized = Path(tmp) / "float32.onnx", Path(tmp) / "int8.onnx"
         export_float32(model, exported)
-        quantize_int8(exported, quantized)
+        quantize_int8(exported, quantized, reduce_range)
         os.replace(quantized, file)
 
 
@@ -166,5 +174,5 @@ def _load(folder: str, file: str) -> OnnxEncoder:
 
     model = SentenceTransformer(folder, device="cpu", local_files_only=True)
     if not Path(file).is_file():
-        build_int8_model(model, Path(file))
+        build_int8_model(model, Path(file), saturates_int8(cpu_flags()))
     return OnnxEncoder(Path(file), model.tokenizer, model.max_seq_length, model.get_embedding_dimension())

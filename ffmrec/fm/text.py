@@ -40,27 +40,11 @@ import torch
 from ffmrec.data.cache import cache_dir
 from ffmrec.errors import ConfigError, DataError
 from ffmrec.fm.onnx_encoder import OnnxEncoder, load_onnx_encoder
+from ffmrec.utils.cpu import cpu_flags, has_bf16_units
 
 CACHE_FORMAT = 1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 ONNX_DTYPES = ("int8-onnx",)  # ONNX Runtime with 8-bit weights and int8 compute, see ffmrec.fm.onnx_encoder
-
-
-def has_bf16_units(flags: set[str]) -> bool:
-    """Whether a CPU with these ``/proc/cpuinfo`` flags computes bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, Arm
-    BF16)."""
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``); empty where unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    match = re.search(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
-    return frozenset(match.group(1).split()) if match else frozenset()
 
 
 def resolve_dtype(dtype: str) -> str:

@@ -10,17 +10,19 @@ from lumos_helpers import CATALOGUE
 from ffmrec.data import load_dataset
 from ffmrec.errors import ConfigError, FFMRecError
 from ffmrec.fm import text
-from ffmrec.fm.text import default_model_path, encode_texts, has_bf16_units, load_encoder, resolve_dtype, text_cache_key
+from ffmrec.fm.text import default_model_path, encode_texts, load_encoder, resolve_dtype, text_cache_key
+from ffmrec.utils.cpu import has_bf16_units, saturates_int8
 
 
 @pytest.fixture(scope="module")
 def beauty_texts():
-    """Real item texts of the beauty catalogue: its longest, its shortest and every 40th."""
+    """Real item texts of the beauty catalogue: its longest, its shortest and every 40th (by length, then text: the
+    same sample in every process, whatever its string hash seed)."""
     try:
         dataset = load_dataset("beauty")
     except FFMRecError as e:  # a clone that is not beside the staged data: skipped like the other real-data tests
         pytest.skip(f"beauty is not under $FFMREC_DATA_DIR: {e}")
-    texts = sorted({str(t) for t in dataset.item_text[1:]}, key=len)
+    texts = sorted({str(t) for t in dataset.item_text[1:]}, key=lambda t: (len(t), t))
     return [texts[-1], texts[0], *texts[::40]]
 
 
@@ -79,3 +81,12 @@ def test_auto_dtype_is_bfloat16_only_on_a_cpu_with_bf16_units(monkeypatch):
     monkeypatch.setattr(text, "cpu_flags", lambda: frozenset(zen3 | {"avx512_bf16"}))
     assert resolve_dtype("auto") == "bfloat16"
     assert [resolve_dtype(d) for d in ("float32", "bfloat16", "int8-onnx")] == ["float32", "bfloat16", "int8-onnx"]
+
+
+def test_int8_weights_are_7_bit_only_on_x86_without_vnni():
+    zen3 = {"sse2", "avx", "avx2", "fma", "sse4_2"}  # pmaddubsw: int16 pair sums saturate
+    assert saturates_int8(zen3)
+    assert not saturates_int8(zen3 | {"avx512f", "avx512_vnni"}) and not saturates_int8(zen3 | {"avx_vnni"})
+    assert not saturates_int8(zen3 | {"amx_int8"})
+    assert not saturates_int8({"fp", "asimd", "asimddp"})  # Arm Features: sdot/udot do not saturate
+    assert not saturates_int8(set())  # flags unreadable: full 8-bit weights
