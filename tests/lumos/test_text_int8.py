@@ -83,7 +83,7 @@ def test_auto_dtype_is_bfloat16_only_on_a_cpu_with_bf16_units(monkeypatch):
     assert [resolve_dtype(d) for d in ("float32", "bfloat16", "int8-onnx")] == ["float32", "bfloat16", "int8-onnx"]
 
 
-def test_int8_weights_are_7_bit_only_on_x86_without_vnni():
+def test_saturating_int8_is_detected_only_on_x86_without_vnni_or_amx():
     zen3 = {"sse2", "avx", "avx2", "fma", "sse4_2"}  # pmaddubsw: int16 pair sums saturate
     assert saturates_int8(zen3)
     assert not saturates_int8(zen3 | {"avx512f", "avx512_vnni"}) and not saturates_int8(zen3 | {"avx_vnni"})
