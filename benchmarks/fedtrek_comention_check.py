@@ -28,6 +28,30 @@ from ffmrec.recipes import load_recipe  # noqa: E402
 from ffmrec.tasks.kto import MAX_SET, build_kto_task, load_redial_run  # noqa: E402
 
 
+def validation_queries(task, data) -> tuple:
+    """Every validation query of ``data``'s seekers: their clients, ``(row, client, index, example)`` per query, and
+    each query's prompt, known movies (the recipe's exclusion) and mentioned movies (catalogue indices)."""
+    clients = np.array([c for c, u in enumerate(data.users) if u.valid])
+    queries = [(row, int(c), i, e) for row, c in enumerate(clients) for i, e in enumerate(data.users[int(c)].valid)]
+    prompts = [task.prompt(c, "valid", i, e) for _, c, i, e in queries]
+    known = [task._known(c, e) for _, c, i, e in queries]
+    mentions = [task.mentions((c, "valid", i)) for _, c, i, _ in queries]
+    return clients, queries, prompts, known, mentions
+
+
+def scorer(task, num_clients: int, queries: list, known: list):
+    """``evaluate(logits)``: the task's metrics of ``(Q, M)`` logits over ``queries``, known movies excluded as the
+    recipe scores."""
+    def evaluate(logits: torch.Tensor) -> dict:
+        cols = task.failed_columns(num_clients)
+        for q, (row, _, _, e) in enumerate(queries):
+            s = logits[q].clone()
+            s[known[q]] = float("-inf")  # exclude_known, as the recipe scores
+            task.score_query(cols, row, s.topk(MAX_SET).indices.tolist(), e)
+        return task.summarize(cols, 1)
+    return evaluate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
@@ -50,11 +74,7 @@ def main() -> None:
                     for m in e.movies:
                         counts[j, data.catalog.index[m]] += 1
                 points += 1
-    clients = np.array([c for c, u in enumerate(data.users) if u.valid])
-    queries = [(row, int(c), i, e) for row, c in enumerate(clients) for i, e in enumerate(data.users[int(c)].valid)]
-    prompts = [task.prompt(c, "valid", i, e) for _, c, i, e in queries]
-    known = [task._known(c, e) for _, c, i, e in queries]
-    mentions = [task.mentions((c, "valid", i)) for _, c, i, _ in queries]
+    clients, queries, prompts, known, mentions = validation_queries(task, data)
     policy = task.policy
     with torch.no_grad():
         embeddings = torch.cat([policy.reference_embeddings(prompts[s:s + 32]) for s in range(0, len(prompts), 32)])
@@ -65,14 +85,7 @@ def main() -> None:
     print(f"{points} training points, {int((counts > 0).sum())} co-mention pairs; {len(queries)} validation queries "
           f"({sum(bool(m) for m in mentions)} with mentions) in {time.perf_counter() - start:.0f} s", flush=True)
 
-    def evaluate(logits: torch.Tensor) -> dict:
-        cols = task.failed_columns(len(clients))
-        for q, (row, _, _, e) in enumerate(queries):
-            s = logits[q].clone()
-            s[known[q]] = float("-inf")  # exclude_known, as the recipe scores
-            task.score_query(cols, row, s.topk(MAX_SET).indices.tolist(), e)
-        return task.summarize(cols, 1)
-
+    evaluate = scorer(task, len(clients), queries, known)
     grid = [("policy", 0.0, base)] + [(f"policy + {w} x co-mention {kind}", w, base + w * scores[kind])
                                       for kind in ("sum", "mean") for w in args.weights]
     grid.append(("co-mention sum alone", 0.0, scores["sum"]))

@@ -22,14 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
+from fedtrek_comention_check import scorer, validation_queries  # noqa: E402
 
 from ffmrec.recipes import load_recipe  # noqa: E402
-from ffmrec.tasks.kto import MAX_SET, build_kto_task, load_redial_run  # noqa: E402
+from ffmrec.tasks.kto import build_kto_task, load_redial_run  # noqa: E402
 
 
 def anchor_queries(anchors: torch.Tensor, mentions: list[list[int]]) -> torch.Tensor:
@@ -80,11 +80,7 @@ def main() -> None:
                 train_mentions.append(task.mentions((c, "train", i)))
                 train_targets.append([data.catalog.index[m] for m in e.movies])
                 train_known.append(task._known(c, e))
-    clients = np.array([c for c, u in enumerate(data.users) if u.valid])
-    queries = [(row, int(c), i, e) for row, c in enumerate(clients) for i, e in enumerate(data.users[int(c)].valid)]
-    prompts = [task.prompt(c, "valid", i, e) for _, c, i, e in queries]
-    known = [task._known(c, e) for _, c, i, e in queries]
-    mentions = [task.mentions((c, "valid", i)) for _, c, i, _ in queries]
+    clients, queries, prompts, known, mentions = validation_queries(task, data)
     with torch.no_grad():
         base_valid = policy.log_probs_of(embed(policy, prompts, cache), reference=True, exclude=known,
                                          mentions=mentions)  # (Q, M)
@@ -95,13 +91,7 @@ def main() -> None:
     u, tau = policy.anchors, policy.config.temperature  # (M, d)
     a_train, a_valid = anchor_queries(u, train_mentions), anchor_queries(u, mentions)
 
-    def evaluate(logits: torch.Tensor) -> dict:
-        cols = task.failed_columns(len(clients))
-        for q, (row, _, _, e) in enumerate(queries):
-            s = logits[q].clone()
-            s[known[q]] = float("-inf")
-            task.score_query(cols, row, s.topk(MAX_SET).indices.tolist(), e)
-        return task.summarize(cols, 1)
+    evaluate = scorer(task, len(clients), queries, known)
 
     common = {"dataset": "redial", "setting": "validation", "protocol": config.task.protocol, "queries": len(queries),
               "training_points": len(train_prompts)}
