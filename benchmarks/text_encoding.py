@@ -16,6 +16,9 @@ Variants (``--variants``; ``baseline`` and ``float32`` always run):
 - ``compile``: ``torch.compile(dynamic=True)`` of the transformer, compile time included;
 - ``int8-onnx``: the shipped ``dtype='int8-onnx'`` (:mod:`ffmrec.fm.onnx_encoder`: ONNX Runtime, int8 weights per
   channel but the feed-forward output projections); the row records the one-off build (export, quantization) apart;
+- ``int8-onnx-8bit``, ``int8-onnx-7bit``: the shipped int8 build with 8-bit or 7-bit weights (``reduce_range``) forced,
+  whatever this CPU's :func:`ffmrec.utils.cpu.saturates_int8` chooses (7-bit where ``pmaddubsw`` saturates: x86
+  without VNNI);
 - ``onnx-float32``: the same ONNX graph unquantized (what ONNX Runtime alone gives);
 - ``onnx-dynamic-int8``: every weight matrix int8 (``quantize_dynamic``, per channel; activations uint8 per tensor);
 - ``onnx-nbits8``: fused graph, 8-bit weight blocks of 32 with int8 compute (``MatMulNBits``; needs onnx-ir);
@@ -41,8 +44,9 @@ from ffmrec.data import load_dataset
 from ffmrec.data.dataset import Dataset
 from ffmrec.fm.text import encode_texts, item_text_embeddings, load_encoder
 
-VARIANTS = ["batch64", "batch1024", "threads1", "cap128", "compile", "int8-onnx", "onnx-float32", "onnx-dynamic-int8",
-            "onnx-nbits8", "torch-int8-x86", "torch-int8-fbgemm", "torch-int8-onednn"]
+VARIANTS = ["batch64", "batch1024", "threads1", "cap128", "compile", "int8-onnx", "int8-onnx-8bit", "int8-onnx-7bit",
+            "onnx-float32", "onnx-dynamic-int8", "onnx-nbits8", "torch-int8-x86", "torch-int8-fbgemm",
+            "torch-int8-onednn"]
 DEFAULT_VARIANTS = [v for v in VARIANTS if v != "onnx-nbits8"]  # onnx-nbits8 needs onnx-ir, not a dependency
 BUILD_SECONDS: dict[str, float] = {}  # one-off model building of a variant, outside its timed encodings
 
@@ -102,7 +106,7 @@ def make_variant(name: str, threads: int, batch_size: int):
         encoder = load_encoder(None, "int8-onnx")  # built into $FFMREC_CACHE_DIR unless already there
         BUILD_SECONDS[name] = time.perf_counter() - t0
         return lambda texts: encode_texts(encoder, texts, batch_size, progress=False)
-    if name in ("onnx-float32", "onnx-dynamic-int8", "onnx-nbits8"):
+    if name in ("int8-onnx-8bit", "int8-onnx-7bit", "onnx-float32", "onnx-dynamic-int8", "onnx-nbits8"):
         return _onnx_variant(name, threads, batch_size)
     if name.startswith("torch-int8-"):
         from sentence_transformers import SentenceTransformer
@@ -124,19 +128,23 @@ def make_variant(name: str, threads: int, batch_size: int):
 
 
 def _onnx_variant(name: str, threads: int, batch_size: int):
-    """The exported float32 ONNX graph as is, with every weight matrix int8 (``quantize_dynamic`` per channel), or as
-    8-bit weight blocks of 32 with int8 compute (``MatMulNBits``, accuracy level 4; needs onnx-ir), in a session like
-    the shipped one."""
+    """The shipped int8 build with 8-bit or 7-bit weights forced; the exported float32 ONNX graph as is, with every
+    weight matrix int8 (``quantize_dynamic`` per channel), or as 8-bit weight blocks of 32 with int8 compute
+    (``MatMulNBits``, accuracy level 4; needs onnx-ir); each in a session like the shipped one."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    from ffmrec.fm.onnx_encoder import OnnxEncoder, export_float32
+    from ffmrec.fm.onnx_encoder import OnnxEncoder, build_int8_model, export_float32
 
     t0 = time.perf_counter()
     model = SentenceTransformer(_folder(), device="cpu", local_files_only=True)
     build = Path(tempfile.mkdtemp(prefix="text-encoding-onnx-"))
     file = build / "float32.onnx"
-    export_float32(model, file)
+    if name.startswith("int8-onnx-"):
+        file = build / f"{name}.onnx"
+        build_int8_model(model, file, reduce_range=name.endswith("7bit"))
+    else:
+        export_float32(model, file)
     if name == "onnx-dynamic-int8":
         file = build / "dynamic-int8.onnx"
         quantize_dynamic(str(build / "float32.onnx"), str(file), weight_type=QuantType.QInt8, per_channel=True)

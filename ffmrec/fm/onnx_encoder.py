@@ -9,7 +9,8 @@ too, the embeddings fell to cosine 0.983 of float32 on beauty texts; kept, 0.992
 On x86 without VNNI, whose ``pmaddubsw`` saturates, the weights are 7-bit (``reduce_range``, as ONNX Runtime advises;
 :func:`ffmrec.utils.cpu.saturates_int8`). Measured on an AVX2-only AMD EPYC (2026-12-07): on one batch mixing beauty's
 longest, shortest and every 40th text (the test's), 8-bit weights fell to cosine 0.9886 of float32 and 7-bit ones kept
-0.9918; over every 4th beauty text in batches of 64 by length, the minimum is 0.9910 with 8-bit and 0.9906 with 7-bit.
+0.9918; over beauty's first 3,000 texts in batches of 256, the minimum is 0.9879 with 8-bit and 0.9910 with 7-bit
+(``benchmarks/text_encoding.py --limit 3000 --variants int8-onnx-8bit int8-onnx-7bit``).
 Activation scales are per batch, so a text's embedding varies slightly with the texts batched with it (within the
 quality bar); the cached table of a catalogue is computed once, in one fixed order.
 
