@@ -8,7 +8,8 @@ at every ``federated.eval_every`` rounds): the point is chosen on validation, an
 ``lumos_quality.py`` at the full budget. Rows go to ``benchmarks/results/<--results>.json`` as each point finishes;
 several invocations may run at once (one per core, ``--points``), each adds its rows to the file as it is then.
 
-    python benchmarks/lumos_view_sweep.py --out runs/lumos-sweep [--rounds 600] [--points NAME ...] [--seed 42] [--set threads=1]
+    python benchmarks/lumos_view_sweep.py --out runs/lumos-sweep [--rounds 600] [--points NAME ...] [--seed 42] \\
+        [--set threads=1]
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def main() -> None:
         key = (row["dataset"], row["point"], row["seed"], row["metrics"]["rounds"])
         rows = [r for r in rows if (r["dataset"], r["point"], r["seed"], r["metrics"]["rounds"]) != key]
         rows.append({**row, "command": command_line()})
-        write_results(args.results, sorted(rows, key=lambda r: list(GRID).index(r["point"]) if r["point"] in GRID else len(GRID)))
+        order = {name: i for i, name in enumerate(GRID)}
+        write_results(args.results, sorted(rows, key=lambda r: order.get(r["point"], len(order))))
 
 
 if __name__ == "__main__":

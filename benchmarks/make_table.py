@@ -297,7 +297,7 @@ def main() -> None:
                                     f"protocol: {PROTOCOL}",
                                     "lumos and fedsasrec: their shipped recipes' ml-1m setting, the same budget for both (1000 rounds x 64 clients, max_len 200, dropout 0.2, FedAdam), threads=1; lumos with hybrid items and the tri-view objective (embedding-backend views), fedsasrec with id items",
                                     "reading (seed 42): lumos NDCG@20 0.1849 against fedsasrec 0.1895, i.e. 0.976x: on ml-1m the ordering asked (lumos >= 1.1x fedsasrec) does NOT hold; lumos is above the central SASRec anchor of the SASRec section (0.1381, a run cut at 16 epochs); both federated runs kept their last round (1000): both were still improving at this budget",
-                                    "sasrec (centralized, its recipe) is part of the command; its row lands when its run finishes (it was stopped mid-run at the end of the 2026-12-07 session and resumes from its folder)"],
+                                    "sasrec (centralized, its recipe) is part of the command, but its row is missing: its run (about 2.5 h of one core here) was stopped mid-way and its folder did not survive a change of machine"],
                                 "python benchmarks/lumos_quality.py --dataset ml-1m --methods lumos fedsasrec sasrec --out runs/lumos "
                                 "--results lumos_quality_ml-1m --view-clients 64 --set threads=1"),
         "lumos_quality_ml-100k": (["item_repr", "seed"] + quality + ["rounds", "best_round", "clients_per_round",
