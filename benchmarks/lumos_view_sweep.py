@@ -1,11 +1,13 @@
 """Tuning LUMOS's tri-view objective on validation: its weights and temperature, at a shortened budget, one seed.
 
 Each grid point is the ``lumos`` recipe plus its overrides (the future and paraphrase weights lambda_f and lambda_p,
-the counterfactual's weight beta, the temperature tau), trained for ``--rounds`` rounds (the recipe's clients per
-round, server and client settings) into ``--out/POINT-DATASET-sSEED`` (resumable). The reference point is the same
-budget without the tri-view term: ``fedsasrec`` with LUMOS's hybrid items. Only validation is read (NDCG@20 and HR@20
-at every ``federated.eval_every`` rounds): the point is chosen on validation, and its test figures come from
-``lumos_quality.py`` at the full budget. Rows go to ``benchmarks/results/<--results>.json`` as each point finishes;
+the counterfactual's weight beta, the temperature tau, the view sets per client whose views are one another's
+negatives, the item representation), trained for ``--rounds`` rounds (the recipe's clients per round, server and
+client settings) into ``--out/POINT-DATASET-sSEED`` (resumable). The reference points are the same budget without the
+tri-view term: ``fedsasrec`` with LUMOS's hybrid items (``no-views``), and with id items against LUMOS with id items
+(``id-items-no-views``, ``id-items``: do the views add what the item text would). Only validation is read (NDCG@20
+and HR@20 at every ``federated.eval_every`` rounds): the point is chosen on validation, and its test figures come
+from ``lumos_quality.py`` at the full budget. Rows go to ``benchmarks/results/<--results>.json`` as each point finishes;
 several invocations may run at once (one per core, ``--points``), each adds its rows to the file as it is then.
 
     python benchmarks/lumos_view_sweep.py --out runs/lumos-sweep [--rounds 600] [--points NAME ...] [--seed 42] \\
@@ -33,7 +35,10 @@ GRID: dict[str, tuple[str, list[str]]] = {
     "tau0.2": ("lumos", ["task.temperature=0.2"]),
     "tau1": ("lumos", ["task.temperature=1.0"]),
     "beta4": ("lumos", ["task.counterfactual_weight=4.0"]),
+    "sets1": ("lumos", ["task.sets=1"]),
     "no-views": ("fedsasrec", ["model.item_repr=hybrid"]),
+    "id-items": ("lumos", ["model.item_repr=id"]),
+    "id-items-no-views": ("fedsasrec", []),
 }
 
 
@@ -49,6 +54,7 @@ def run_point(name: str, dataset: str, seed: int, rounds: int, root: Path, extra
             "item_repr": config.model.item_repr, "overrides": overrides,
             "lambda_f": t.future_weight if t else 0.0, "lambda_p": t.paraphrase_weight if t else 0.0,
             "beta": t.counterfactual_weight if t else None, "tau": t.temperature if t else None,
+            "sets": t.sets if t else None,
             "metrics": {"valid/NDCG@20": last["valid/NDCG@20"], "valid/HR@20": last["valid/HR@20"],
                         "rounds": budget["rounds"], "clients_per_round": budget["clients_per_round"],
                         "seconds_per_round": budget["seconds_per_round"], "peak_rss_mb": round(peak_rss_mb(), 1),
