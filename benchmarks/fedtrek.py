@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--centralized-steps", type=int, default=30)
     parser.add_argument("--kge-epochs", type=int, default=None,
                         help="centralized KGE epochs (default: each model's, chosen on validation: kge.CONFIGS)")
-    for flag in ("rounds", "clients-per-round", "local-epochs"):
+    for flag in ("rounds", "clients-per-round", "local-epochs", "user-refit-epochs"):
         parser.add_argument(f"--kge-{flag}", type=int, default=None,
                             help="federated KGE (default: train_kge_federated's, chosen on validation)")
     parser.add_argument("--set", nargs="*", default=[], help="recipe overrides key=value")
@@ -190,7 +190,7 @@ def main() -> None:
 
         triples = preference_triples(data.users) + kg_triples(catalog)
         given = {"rounds": args.kge_rounds, "clients_per_round": args.kge_clients_per_round,
-                 "local_epochs": args.kge_local_epochs}
+                 "local_epochs": args.kge_local_epochs, "user_refit_epochs": args.kge_user_refit_epochs}
         fed_kge = FederatedKGEConfig(**{k: v for k, v in given.items() if v is not None})
         for name in MODELS:  # each in its configuration chosen on validation queries (ffmrec.pkg.kge docstring)
             kge = CONFIGS[name] if args.kge_epochs is None else replace(CONFIGS[name], epochs=args.kge_epochs)

@@ -36,10 +36,15 @@ movie KG is public, so the server trains on all of it as one more participant ea
 ``clients_per_round`` clients (seeded) train ``local_epochs`` and the server ``server_epochs`` from the global model;
 entity rows are averaged over the participants that hold the entity (FedE's aggregation: negatives a client drew do
 not move a row it does not hold), relation rows over all participants, and a user's row is its owner's alone (it never
-leaves the device in a deployment). It does not converge within our CPU budget: TransE (the config above), 64 clients
-per round, 5 local epochs, validation Hits@10 / MRR after rounds 2, 5, 10: .017/.006, .011/.004, .014/.002 with local
-batches of 32 (.011/.004, .011/.004, .006/.002 with one batch of 2048 per epoch); a round costs ~30 s of one core, so
-the default is 10 rounds (640 client visits, more than the catalog policy's 128 rounds of 4 clients).
+leaves the device in a deployment). Every participant trains from the round's global model (``_train(warm=True)``:
+PyKEEN's loop re-initializes the weights unless told otherwise; until 2026-12-07 every participant here did, so the
+federated rows measured before then started each round from random weights). After the last round each device
+refits its own user row to the final model (``user_refit_epochs``): a row trained only in the rounds its client was
+drawn lags the movie rows that moved after it. On validation (361 queries), TransE (the config above), 10 rounds x
+64 clients x 5 local epochs: Hits@10 / MRR .008/.001 without the refit, .025/.005 with 5 refit epochs; still below
+popularity (.053): at this budget each preference triple is seen about 8 epochs' worth, against 150 centrally. A
+round costs ~30 s of one core, so the default is 10 rounds (640 client visits, more than the catalog policy's 128
+rounds of 4 clients).
 """
 
 from __future__ import annotations
@@ -102,9 +107,14 @@ def _model(name: str, factory, config: KGEConfig, seed: int):
                loss_kwargs=config.loss_kwargs or None, **config.model_kwargs)
 
 
-def _train(model, factory, config: KGEConfig, epochs: int, batch_size: int) -> None:
+def _train(model, factory, config: KGEConfig, epochs: int, batch_size: int, warm: bool = False) -> None:
+    """Train ``model`` in place with a fresh Adam; ``warm``: from its current weights. PyKEEN's loop re-initializes
+    the weights unless it continues a run of its own (whose optimizer state it requires), so a warm start shadows
+    the model's ``reset_parameters_`` for the call."""
     from pykeen.training import SLCWATrainingLoop
 
+    if warm:
+        model.reset_parameters_ = lambda: model
     loop = SLCWATrainingLoop(model=model, triples_factory=factory,
                              optimizer=torch.optim.Adam(model.parameters(), lr=config.lr), negative_sampler="basic",
                              negative_sampler_kwargs={"num_negs_per_pos": config.negatives})
@@ -114,6 +124,8 @@ def _train(model, factory, config: KGEConfig, epochs: int, batch_size: int) -> N
                    use_tqdm_batch=False, pin_memory=False)
     finally:
         gc.unfreeze()
+        if warm:
+            del model.reset_parameters_
 
 
 def train_kge(name: str, triples: list[tuple[str, str, str]], config: KGEConfig | None = None, seed: int = 0):
@@ -137,6 +149,7 @@ class FederatedKGEConfig:
     local_epochs: int = 5
     local_batch_size: int = 32  # a device holds a few hundred triples: several steps per local epoch
     server_epochs: int = 1  # the server's epochs on the public movie KG per round (batches of KGEConfig.batch_size)
+    user_refit_epochs: int = 5  # after the last round, each device refits its own user row to the final model (0: off)
 
 
 def train_kge_federated(name: str, users: Sequence[UserData], catalog: MovieCatalog,
@@ -172,14 +185,42 @@ def train_kge_federated(name: str, users: Sequence[UserData], catalog: MovieCata
         updates = []
         for ids, epochs, batch_size in parts:
             model.load_state_dict(start)
-            _train(model, TriplesFactory(ids, factory.entity_to_id, factory.relation_to_id), config, epochs, batch_size)
+            _train(model, TriplesFactory(ids, factory.entity_to_id, factory.relation_to_id), config, epochs, batch_size,
+                   warm=True)
             held = torch.zeros(factory.num_entities)
             held[torch.unique(ids[:, [0, 2]])] = 1.0
             updates.append(({k: v.detach().clone() for k, v in model.state_dict().items()}, held))
         model.load_state_dict(fede_average(start, updates, factory.num_entities))
         if after_round is not None:
             after_round(rnd, model)
+    if federated.user_refit_epochs > 0:
+        devices = [(factory.entity_to_id[f"user:{u.user_id}"],
+                    factory.map_triples(np.array(device_triples(u), dtype=str))) for u in with_data]
+        model.load_state_dict(refit_user_rows(model, factory, devices, config, federated.user_refit_epochs,
+                                              federated.local_batch_size))
     return model, factory
+
+
+def refit_user_rows(model, factory, devices: Sequence[tuple[int, torch.Tensor]], config: KGEConfig, epochs: int,
+                    batch_size: int) -> dict[str, torch.Tensor]:
+    """The final model's state with each device's user row refit: every ``(row, triples)`` device trains a copy of
+    the final model on its own triples for ``epochs`` and keeps only its user's row (its other changes are dropped,
+    nothing leaves the device). A user row trained only in the rounds its client was drawn otherwise lags the
+    movie rows that kept moving after it (or was never trained, for a client never drawn)."""
+    from pykeen.triples import TriplesFactory
+
+    final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out = {k: v.clone() for k, v in final.items()}
+    entity_tables = [k for k, v in final.items() if (torch.is_floating_point(v) or torch.is_complex(v))
+                     and v.dim() >= 1 and v.shape[0] == factory.num_entities]
+    for row, ids in devices:
+        model.load_state_dict(final)
+        _train(model, TriplesFactory(ids, factory.entity_to_id, factory.relation_to_id), config, epochs, batch_size,
+               warm=True)
+        trained = model.state_dict()
+        for k in entity_tables:
+            out[k][row] = trained[k][row].detach()
+    return out
 
 
 def fede_average(start: dict[str, torch.Tensor], updates: list[tuple[dict[str, torch.Tensor], torch.Tensor]],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -76,9 +78,10 @@ def test_federated_moves_only_the_sampled_clients_user_row(tiny_users):
     torch.set_num_threads(1)
     catalog, users = tiny_users
     config = KGEConfig(dim=8)
-    start, factory = train_kge_federated("TransE", users, catalog, FederatedKGEConfig(rounds=0), config, seed=0)
+    untrained = FederatedKGEConfig(rounds=0, user_refit_epochs=0)
+    start, factory = train_kge_federated("TransE", users, catalog, untrained, config, seed=0)
     before = start.entity_representations[0](indices=None).detach().clone()
-    one = FederatedKGEConfig(rounds=1, clients_per_round=1, local_epochs=2)
+    one = FederatedKGEConfig(rounds=1, clients_per_round=1, local_epochs=2, user_refit_epochs=0)
     fed, fed_factory = train_kge_federated("TransE", users, catalog, one, config, seed=0)
     after = fed.entity_representations[0](indices=None).detach()
     assert fed_factory.entity_to_id == factory.entity_to_id  # ids from sorted labels: deterministic
@@ -87,3 +90,37 @@ def test_federated_moves_only_the_sampled_clients_user_row(tiny_users):
     assert len(moved) == 1  # the one sampled client's own user row, no other
     assert not torch.allclose(before, after)
     assert len(kge_rankings(fed, fed_factory, users, catalog)[0]) == len(catalog)
+
+
+def test_user_refit_changes_every_user_row_and_nothing_else(tiny_users):
+    torch.set_num_threads(1)
+    catalog, users = tiny_users
+    config = KGEConfig(dim=8)
+    one = FederatedKGEConfig(rounds=1, clients_per_round=1, local_epochs=2, user_refit_epochs=0)
+    plain, factory = train_kge_federated("TransE", users, catalog, one, config, seed=0)
+    refit, _ = train_kge_federated("TransE", users, catalog, replace(one, user_refit_epochs=2), config, seed=0)
+    before = plain.entity_representations[0](indices=None).detach()
+    after = refit.entity_representations[0](indices=None).detach()
+    holders = {factory.entity_to_id[f"user:{u.user_id}"] for u in users
+               if u.history.snapshot(u.train_cutoff).relations}
+    assert holders  # the tiny data has users with a PKG at their cutoff
+    for label, i in factory.entity_to_id.items():
+        if i in holders:  # each device's own row, refit to the final model
+            assert not torch.allclose(before[i], after[i]), label
+        else:  # movies, attributes and users without triples: the federated model's rows, untouched
+            assert torch.equal(before[i], after[i]), label
+    assert torch.equal(plain.relation_representations[0](indices=None), refit.relation_representations[0](indices=None))
+
+
+def test_federated_participants_start_from_the_global_model(tiny_users):
+    # with a zero learning rate a participant's training changes nothing, so a round must return its start; PyKEEN's
+    # loop re-initializes the weights unless told otherwise, which this catches (every held row would be redrawn)
+    torch.set_num_threads(1)
+    catalog, users = tiny_users
+    config = KGEConfig(dim=8, lr=0.0)
+    untrained = FederatedKGEConfig(rounds=0, user_refit_epochs=0)
+    start, _ = train_kge_federated("TransE", users, catalog, untrained, config, seed=0)
+    one, _ = train_kge_federated("TransE", users, catalog, FederatedKGEConfig(rounds=1, clients_per_round=2,
+                                                                             local_epochs=1), config, seed=0)
+    for k, v in start.state_dict().items():
+        assert torch.allclose(v, one.state_dict()[k], atol=1e-6), k
