@@ -282,8 +282,9 @@ def main() -> None:
                               "seconds_per_round: lumos seed 42 (8.5 s) ran on a machine shared with other runs, with every chunk padded to its longest row; from commit 1f59284 on, a fused chunk is encoded by length (section 'Encoding by length'), about 6x faster for lumos's objective on beauty, exact up to float rounding: lumos seed 43 and fedsasrec seed 44 trained so (fedsasrec 43 and sasrec 43 before it; centralized sasrec trains with torch's own dropout, never by length); the machines also differ between sessions (AMD EPYC; see each row's date)"],
                           "python benchmarks/lumos_quality.py --dataset beauty --seeds 42 --methods lumos --out runs/lumos "
                           "--set threads=1"),
-        "lumos_view_sweep": (["point", "item_repr", "lambda_f", "lambda_p", "beta", "tau", "sets", "valid/NDCG@20 r200", "valid/NDCG@20 r400",
-                              "valid/NDCG@20 r600", "valid/HR@20", "rounds", "clients_per_round", "seconds_per_round"],
+        "lumos_view_sweep": (["point", "item_repr", "lambda_f", "lambda_p", "beta", "tau", "sets", "valid/NDCG@20 r200",
+                              "valid/NDCG@20 r400", "valid/NDCG@20 r600", "valid/HR@20", "rounds", "clients_per_round",
+                              "seconds_per_round"],
                              "LUMOS: tuning the tri-view objective on validation (beauty, seed 42, 600 rounds)", [
                                  "each point: the lumos recipe (hybrid items, embedding-backend views, 256 clients per round, one local SGD step, FedAdam) with the overrides in its row's JSON, cut at 600 of the recipe's 2000 rounds, seed 42, threads=1; no-views: fedsasrec's recipe with hybrid items (LUMOS without the tri-view term) at the same budget; validation NDCG@20 every 200 rounds (validation only: nothing here reads the test set)",
                                  "a cut run is the prefix of the full one: no-views reproduces the 2000-round fedsasrec (hybrid items) seed-42 run's validation NDCG@20 at rounds 200, 400 and 600 to every digit (0.03991, 0.05691, 0.06837), so each row is what the full-budget run of its point reads at those rounds",
