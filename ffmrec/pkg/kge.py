@@ -211,8 +211,7 @@ def refit_user_rows(model, factory, devices: Sequence[tuple[int, torch.Tensor]],
 
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out = {k: v.clone() for k, v in final.items()}
-    entity_tables = [k for k, v in final.items() if (torch.is_floating_point(v) or torch.is_complex(v))
-                     and v.dim() >= 1 and v.shape[0] == factory.num_entities]
+    entity_tables = [k for k, v in final.items() if is_entity_table(v, factory.num_entities)]
     for row, ids in devices:
         model.load_state_dict(final)
         _train(model, TriplesFactory(ids, factory.entity_to_id, factory.relation_to_id), config, epochs, batch_size,
@@ -221,6 +220,11 @@ def refit_user_rows(model, factory, devices: Sequence[tuple[int, torch.Tensor]],
         for k in entity_tables:
             out[k][row] = trained[k][row].detach()
     return out
+
+
+def is_entity_table(v: torch.Tensor, num_entities: int) -> bool:
+    """Whether a state tensor holds one row per entity (PyKEEN's entity representations, real or complex)."""
+    return (torch.is_floating_point(v) or torch.is_complex(v)) and v.dim() >= 1 and v.shape[0] == num_entities
 
 
 def fede_average(start: dict[str, torch.Tensor], updates: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
@@ -235,7 +239,7 @@ def fede_average(start: dict[str, torch.Tensor], updates: list[tuple[dict[str, t
             merged[k] = v
             continue
         stacked = torch.stack([u[k] for u, _ in updates])
-        if v.dim() >= 1 and v.shape[0] == num_entities:
+        if is_entity_table(v, num_entities):
             w = weight.reshape(*weight.shape, *([1] * (v.dim() - 1))).to(stacked.dtype)
             mean = (w * stacked).sum(0) / count.clamp(min=1).reshape(-1, *([1] * (v.dim() - 1))).to(stacked.dtype)
             merged[k] = torch.where((count > 0).reshape(-1, *([1] * (v.dim() - 1))), mean, v)
